@@ -1,0 +1,23 @@
+//! A headless Aparté participant for integration tests, load tests and benchmarks.
+//!
+//! A bot joins a room through the same WebSocket signaling as a browser,
+//! answers the server's SDP offers with a real str0m peer connection (full ICE,
+//! DTLS-SRTP), publishes synthetic audio and video frames at a chosen bitrate
+//! and frame rate, and receives every other participant's tracks. Each frame
+//! carries its publisher, source, sequence number, send time and a checksum
+//! ([`payload`]), so a bot proves what it received: intact, from the announced
+//! sender, in order, and how late ([`BotReport`]).
+//!
+//! [`BotCore`] is the sans-IO part (usable in deterministic simulations with
+//! the SFU core); [`Bot`] runs it on tokio with a UDP socket and a WebSocket.
+
+#![forbid(unsafe_code)]
+
+mod core;
+pub mod payload;
+mod report;
+mod runtime;
+
+pub use crate::core::{BotConfig, BotCore, BotError, BotOutput};
+pub use report::{BotReport, StreamReport};
+pub use runtime::Bot;

@@ -1,0 +1,152 @@
+//! The synthetic frames bots send: who sent them, in which order, when, and a
+//! checksum, so a receiver can prove each frame arrived intact, from the right
+//! sender, and in order.
+//!
+//! Layout (big endian):
+//!
+//! ```text
+//! 0      1          4       8              16      17    21           29      33        len-4   len
+//! | tag  | reserved | magic | publisher id | source | seq | send time µs | len  | filler … | fnv1a |
+//! ```
+//!
+//! The first byte is where a VP8 payload header sits: bit 0 clear marks a
+//! keyframe, as a real VP8 frame would (the SFU's depacketizer reads only that).
+
+use aparte_proto::{ParticipantId, TrackSource};
+
+const MAGIC: &[u8; 4] = b"APBT";
+/// Bytes before the filler.
+pub const HEADER_LEN: usize = 33;
+/// Smallest frame: header and checksum.
+pub const MIN_LEN: usize = HEADER_LEN + 4;
+
+/// What a frame says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Whether the frame is marked as a keyframe.
+    pub keyframe: bool,
+    /// The publisher that made it.
+    pub publisher: ParticipantId,
+    /// Its source.
+    pub source: TrackSource,
+    /// Its sequence number in its stream.
+    pub seq: u32,
+    /// When it was made, in µs since the bots' shared epoch.
+    pub sent_us: u64,
+}
+
+/// Why a received frame is not one a bot made intact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than a header, or its length field disagrees with its size.
+    #[error("frame has the wrong length")]
+    Length,
+    /// The magic bytes are missing.
+    #[error("frame is not a bot frame")]
+    Magic,
+    /// The checksum does not match.
+    #[error("frame checksum mismatch")]
+    Checksum,
+    /// The source byte is not a known source.
+    #[error("frame names an unknown source")]
+    Source,
+}
+
+fn source_byte(s: TrackSource) -> u8 {
+    match s {
+        TrackSource::Mic => 0,
+        TrackSource::Camera => 1,
+        TrackSource::Screen => 2,
+        TrackSource::ScreenAudio => 3,
+    }
+}
+
+/// FNV-1a, 32 bits: cheap, and enough to notice a changed or truncated frame.
+fn fnv1a(data: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in data {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// Writes a frame of `len` bytes (at least [`MIN_LEN`]) into `out`.
+pub fn encode(info: &FrameInfo, len: usize, out: &mut Vec<u8>) {
+    let len = len.max(MIN_LEN);
+    out.clear();
+    out.push(if info.keyframe { 0x00 } else { 0x01 });
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&info.publisher.0.to_be_bytes());
+    out.push(source_byte(info.source));
+    out.extend_from_slice(&info.seq.to_be_bytes());
+    out.extend_from_slice(&info.sent_us.to_be_bytes());
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    let filler = len - MIN_LEN;
+    out.extend((0..filler).map(|i| (i as u32).wrapping_add(info.seq) as u8));
+    let sum = fnv1a(out);
+    out.extend_from_slice(&sum.to_be_bytes());
+}
+
+/// Reads and checks a frame.
+pub fn decode(data: &[u8]) -> Result<FrameInfo, FrameError> {
+    if data.len() < MIN_LEN {
+        return Err(FrameError::Length);
+    }
+    if &data[4..8] != MAGIC {
+        return Err(FrameError::Magic);
+    }
+    let be32 = |at: usize| u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    let be64 = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&data[at..at + 8]);
+        u64::from_be_bytes(b)
+    };
+    if be32(29) as usize != data.len() {
+        return Err(FrameError::Length);
+    }
+    let body = data.len() - 4;
+    if fnv1a(&data[..body]) != be32(body) {
+        return Err(FrameError::Checksum);
+    }
+    let source = match data[16] {
+        0 => TrackSource::Mic,
+        1 => TrackSource::Camera,
+        2 => TrackSource::Screen,
+        3 => TrackSource::ScreenAudio,
+        _ => return Err(FrameError::Source),
+    };
+    Ok(FrameInfo {
+        keyframe: data[0] & 1 == 0,
+        publisher: ParticipantId(be64(8)),
+        source,
+        seq: be32(17),
+        sent_us: be64(21),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_tamper() {
+        let info = FrameInfo {
+            keyframe: true,
+            publisher: ParticipantId(42),
+            source: TrackSource::Camera,
+            seq: 7,
+            sent_us: 123_456,
+        };
+        let mut buf = Vec::new();
+        encode(&info, 1000, &mut buf);
+        assert_eq!(buf.len(), 1000);
+        assert_eq!(decode(&buf), Ok(info));
+        let mut bad = buf.clone();
+        bad[500] ^= 1;
+        assert_eq!(decode(&bad), Err(FrameError::Checksum));
+        assert_eq!(decode(&buf[..999]), Err(FrameError::Length));
+        assert_eq!(decode(&buf[..10]), Err(FrameError::Length));
+    }
+}

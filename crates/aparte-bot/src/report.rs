@@ -1,0 +1,113 @@
+//! What a bot received, stream by stream.
+
+use aparte_proto::{ParticipantId, TrackSource};
+
+use crate::payload::FrameInfo;
+
+/// Latency samples kept per stream, at most.
+const MAX_LATENCY_SAMPLES: usize = 100_000;
+
+/// What one bot received.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BotReport {
+    /// The bot's participant id.
+    pub id: Option<ParticipantId>,
+    /// One entry per received stream, sorted by peer and source.
+    pub streams: Vec<StreamReport>,
+    /// Frames that arrived on an m-line the bot was not told about.
+    pub unexpected_frames: u64,
+    /// Frames this bot published.
+    pub sent_frames: u64,
+    /// Whether the media connection is up.
+    pub connected: bool,
+    /// Keyframe requests that reached this bot's published video.
+    pub keyframe_requests_received: u64,
+}
+
+impl BotReport {
+    /// The stream of `peer`'s `source`, if any frame of it arrived.
+    pub fn stream(&self, peer: ParticipantId, source: TrackSource) -> Option<&StreamReport> {
+        self.streams
+            .iter()
+            .find(|s| s.peer == peer && s.source == source)
+    }
+
+    /// Every frame of every stream intact, from the right sender, in order.
+    pub fn all_intact(&self) -> bool {
+        self.unexpected_frames == 0 && self.streams.iter().all(StreamReport::intact)
+    }
+}
+
+/// What arrived of one stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamReport {
+    /// Whose stream.
+    pub peer: ParticipantId,
+    /// Which source.
+    pub source: TrackSource,
+    /// Frames received intact.
+    pub frames: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Keyframes among them.
+    pub keyframes: u64,
+    /// Sequence number of the first and last frame received.
+    pub first_seq: Option<u32>,
+    /// Last sequence number received.
+    pub last_seq: Option<u32>,
+    /// Frames skipped between the first and last received.
+    pub lost: u64,
+    /// Frames that arrived after a later one.
+    pub out_of_order: u64,
+    /// Frames whose checksum, length or magic was wrong.
+    pub corrupt: u64,
+    /// Frames made by someone else than the track's announced owner.
+    pub wrong_sender: u64,
+    /// Receive time minus send time, µs, one per frame (bounded).
+    pub latency_us: Vec<u32>,
+}
+
+impl StreamReport {
+    pub(crate) fn new(peer: ParticipantId, source: TrackSource) -> Self {
+        StreamReport {
+            peer,
+            source,
+            frames: 0,
+            bytes: 0,
+            keyframes: 0,
+            first_seq: None,
+            last_seq: None,
+            lost: 0,
+            out_of_order: 0,
+            corrupt: 0,
+            wrong_sender: 0,
+            latency_us: Vec::new(),
+        }
+    }
+
+    pub(crate) fn record(&mut self, info: &FrameInfo, len: usize, now_us: u64) {
+        match self.last_seq {
+            Some(last) if info.seq <= last => {
+                self.out_of_order += 1;
+                return;
+            }
+            Some(last) => self.lost += u64::from(info.seq - last - 1),
+            None => self.first_seq = Some(info.seq),
+        }
+        self.last_seq = Some(info.seq);
+        self.frames += 1;
+        self.bytes += len as u64;
+        if info.keyframe {
+            self.keyframes += 1;
+        }
+        if self.latency_us.len() < MAX_LATENCY_SAMPLES {
+            let l = now_us.saturating_sub(info.sent_us);
+            self.latency_us.push(l.min(u64::from(u32::MAX)) as u32);
+        }
+    }
+
+    /// No corrupt, misattributed or reordered frame.
+    pub fn intact(&self) -> bool {
+        self.corrupt == 0 && self.wrong_sender == 0 && self.out_of_order == 0
+    }
+}

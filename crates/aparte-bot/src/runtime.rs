@@ -1,0 +1,185 @@
+//! [`Bot`]: a [`BotCore`] driven by tokio, a UDP socket and a WebSocket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aparte_proto::{ClientMsg, ParticipantId, RoomId, parse_server_msg};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{BotConfig, BotCore, BotError, BotOutput, BotReport};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Cmd {
+    Report(oneshot::Sender<BotReport>),
+    Leave,
+}
+
+/// A running bot. Dropping it without [`Bot::leave`] aborts it abruptly, as a
+/// crashed browser would.
+#[derive(Debug)]
+pub struct Bot {
+    id: ParticipantId,
+    cmd: mpsc::Sender<Cmd>,
+    task: JoinHandle<Result<BotReport, BotError>>,
+}
+
+impl Bot {
+    /// Joins `room` on the server whose signaling endpoint is `ws_url`
+    /// (`ws://host:port/ws`), with a media socket on `bind_ip`. Returns once
+    /// the server has welcomed the bot.
+    pub async fn join(
+        ws_url: &str,
+        room: RoomId,
+        bind_ip: IpAddr,
+        config: BotConfig,
+    ) -> anyhow::Result<Bot> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+            .await
+            .context("connecting to signaling")?;
+        let udp = UdpSocket::bind(SocketAddr::new(bind_ip, 0))
+            .await
+            .context("binding the media socket")?;
+        let local = udp.local_addr()?;
+        let mut core = BotCore::new(Instant::now(), local, config);
+        send(&mut ws, &BotCore::join_msg(room)).await?;
+        // Wait for the welcome, so the caller knows the bot's id.
+        loop {
+            let Some(msg) = ws.next().await else {
+                bail!("signaling closed before welcome");
+            };
+            let Message::Text(text) = msg? else { continue };
+            let msg = parse_server_msg(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            core.handle_signal(Instant::now(), msg)?;
+            if core.id().is_some() {
+                break;
+            }
+        }
+        let id = core.id().context("welcomed without an id")?;
+        let (cmd, cmd_rx) = mpsc::channel(8);
+        let task = tokio::spawn(run(core, ws, udp, cmd_rx));
+        Ok(Bot { id, cmd, task })
+    }
+
+    /// The bot's participant id.
+    pub fn id(&self) -> ParticipantId {
+        self.id
+    }
+
+    /// What the bot received so far. Errors if the bot has stopped.
+    pub async fn report(&self) -> anyhow::Result<BotReport> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Report(tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("bot stopped"))?;
+        Ok(rx.await?)
+    }
+
+    /// Waits until the media connection is up.
+    pub async fn connected(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.report().await?.connected {
+            if tokio::time::Instant::now() > deadline {
+                bail!("bot {} not connected within {within:?}", self.id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Whether the bot's task has ended (error or server closing it).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Leaves the room and returns the final report.
+    pub async fn leave(self) -> anyhow::Result<BotReport> {
+        let _ = self.cmd.send(Cmd::Leave).await;
+        Ok(self.task.await??)
+    }
+
+    /// Stops the bot without a goodbye (its sockets close).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    /// Waits for the bot to end by itself and returns its outcome.
+    pub async fn finished(self) -> Result<BotReport, BotError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(_) => Err(BotError::Disconnected),
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, msg: &ClientMsg) -> anyhow::Result<()> {
+    ws.send(Message::text(msg.to_json())).await?;
+    Ok(())
+}
+
+async fn run(
+    mut core: BotCore,
+    mut ws: Ws,
+    udp: UdpSocket,
+    mut cmd: mpsc::Receiver<Cmd>,
+) -> Result<BotReport, BotError> {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some(out) = core.poll_output() {
+            match out {
+                BotOutput::Transmit {
+                    destination,
+                    contents,
+                } => {
+                    let _ = udp.send_to(&contents, destination).await;
+                }
+                BotOutput::Signal(msg) => {
+                    if send(&mut ws, &msg).await.is_err() {
+                        return Err(BotError::Disconnected);
+                    }
+                }
+            }
+        }
+        let wake = tokio::time::Instant::from_std(core.poll_timeout());
+        tokio::select! {
+            msg = ws.next() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        return Err(BotError::Disconnected)
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                let msg = match parse_server_msg(&text) {
+                    Ok(m) => m,
+                    Err(e) => return Err(BotError::Offer(e.to_string())),
+                };
+                // A server error ends the bot: it reports what it was told.
+                core.handle_signal(Instant::now(), msg)?;
+            }
+            r = udp.recv_from(&mut buf) => {
+                if let Ok((n, from)) = r {
+                    core.handle_datagram(Instant::now(), from, &buf[..n])?;
+                }
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                core.handle_timeout(Instant::now())?;
+            }
+            c = cmd.recv() => match c {
+                Some(Cmd::Report(tx)) => { let _ = tx.send(core.report()); }
+                Some(Cmd::Leave) | None => {
+                    let _ = send(&mut ws, &ClientMsg::Leave).await;
+                    let _ = ws.close(None).await;
+                    return Ok(core.report());
+                }
+            }
+        }
+    }
+}

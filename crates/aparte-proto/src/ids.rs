@@ -1,0 +1,75 @@
+//! Identifier newtypes: room ids chosen by clients, participant ids chosen by the server.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A room id as it appears in a meeting link (`/m/ROOM`). It is a name, not a
+/// secret: the link's secret lives in the URL fragment and never reaches the
+/// server. Allowed form: 6 to 64 characters of `A-Z a-z 0-9 - _`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct RoomId(String);
+
+/// Why an id was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a room id is 6 to 64 characters of A-Z, a-z, 0-9, '-' and '_'")]
+pub struct IdError;
+
+impl RoomId {
+    /// Parses a room id, refusing anything outside the allowed form.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let ok_len = (6..=64).contains(&s.len());
+        let ok_chars = s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok_len && ok_chars {
+            Ok(RoomId(s.to_owned()))
+        } else {
+            Err(IdError)
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RoomId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        RoomId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for RoomId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An opaque participant id, unique for the server's lifetime. It says nothing
+/// about who the participant is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ParticipantId(pub u64);
+
+impl std::fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_id_form() {
+        assert!(RoomId::parse("abc-DEF_123").is_ok());
+        assert!(RoomId::parse("short").is_err());
+        assert!(RoomId::parse("has space").is_err());
+        assert!(RoomId::parse("../../etc").is_err());
+        assert!(RoomId::parse(&"a".repeat(65)).is_err());
+        assert!(RoomId::parse("ünïcode-room").is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! Wire types of Aparté's signaling protocol: ids, messages and error codes.
+//!
+//! This crate does no IO. It turns bytes a peer sent into typed messages (or a
+//! typed [`ErrorCode`]) and typed messages into JSON text. Every message carries
+//! the protocol version `v`; a message of another version is refused rather than
+//! half understood. The full protocol is described in `docs/protocol.md`.
+//!
+//! The server is meant to stay blind: what participants say to each other
+//! (display names, media state, later chat) travels in [`ClientMsg::Relay`] as an
+//! opaque string the server bounds in size but never parses.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod ids;
+mod msg;
+
+pub use error::{ErrorCode, ParseError};
+pub use ids::{IdError, ParticipantId, RoomId};
+pub use msg::{
+    ClientMsg, PeerInfo, PublishSlots, RemoteTrack, ServerMsg, TrackSource, parse_client_msg,
+    parse_server_msg,
+};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest signaling message accepted, in bytes. SDP for a dozen participants
+/// with four tracks each stays well below this.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Largest opaque relay payload, in bytes.
+pub const MAX_RELAY_BYTES: usize = 16 * 1024;
+
+/// Most participants one room holds.
+pub const MAX_PARTICIPANTS_PER_ROOM: usize = 100;

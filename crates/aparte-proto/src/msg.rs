@@ -1,0 +1,341 @@
+//! Signaling messages in both directions, and their parsers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorCode, ParseError};
+use crate::ids::{ParticipantId, RoomId};
+use crate::{MAX_MESSAGE_BYTES, MAX_RELAY_BYTES, PROTOCOL_VERSION};
+
+/// A message a client sends to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Enter a room. Answered by [`ServerMsg::Welcome`] then [`ServerMsg::Offer`].
+    Join {
+        /// The room to enter.
+        room: RoomId,
+    },
+    /// The client's SDP answer to the last [`ServerMsg::Offer`].
+    Answer {
+        /// SDP text.
+        sdp: String,
+    },
+    /// An opaque payload for one peer (`to`) or every other peer of the room.
+    Relay {
+        /// The one recipient, or everyone else when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<ParticipantId>,
+        /// Opaque text, at most [`MAX_RELAY_BYTES`]; the server never reads it.
+        payload: String,
+    },
+    /// Leave the room; the server closes the connection after this.
+    Leave,
+}
+
+impl ClientMsg {
+    const TYPES: &'static [&'static str] = &["join", "answer", "relay", "leave"];
+}
+
+/// A message the server sends to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// The join succeeded.
+    Welcome {
+        /// The id the server gave this participant.
+        you: ParticipantId,
+        /// The other participants already in the room.
+        peers: Vec<PeerInfo>,
+    },
+    /// Someone entered the room.
+    PeerJoined {
+        /// Who.
+        peer: PeerInfo,
+    },
+    /// Someone left the room or was removed; their tracks have ended.
+    PeerLeft {
+        /// Who.
+        peer: ParticipantId,
+    },
+    /// A new SDP offer from the server. The client answers with
+    /// [`ClientMsg::Answer`]. The server is the only offerer, so there is no glare.
+    Offer {
+        /// SDP text.
+        sdp: String,
+        /// The m-lines on which the client publishes, by source.
+        publish: PublishSlots,
+        /// Every m-line on which the client receives, and whose track it carries.
+        tracks: Vec<RemoteTrack>,
+    },
+    /// An opaque payload from a peer.
+    Relay {
+        /// The sender.
+        from: ParticipantId,
+        /// The payload as the sender wrote it.
+        payload: String,
+    },
+    /// A request was refused or something went wrong. Fatal errors are followed
+    /// by the server closing the connection.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// Human-readable detail in English.
+        message: String,
+    },
+}
+
+/// What the room says about a participant. Names are not here: they travel
+/// between participants in relay payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The participant's opaque id.
+    pub id: ParticipantId,
+}
+
+/// Where a client's media comes from. Each source has its own m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    /// Microphone audio.
+    Mic,
+    /// Camera video.
+    Camera,
+    /// Screen-share video.
+    Screen,
+    /// Audio captured along with a screen share (a tab's sound).
+    ScreenAudio,
+}
+
+impl TrackSource {
+    /// Every source, in m-line order.
+    pub const ALL: [TrackSource; 4] = [
+        TrackSource::Mic,
+        TrackSource::Camera,
+        TrackSource::Screen,
+        TrackSource::ScreenAudio,
+    ];
+
+    /// Whether this source carries audio (else video).
+    pub fn is_audio(self) -> bool {
+        matches!(self, TrackSource::Mic | TrackSource::ScreenAudio)
+    }
+
+    /// Stable wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackSource::Mic => "mic",
+            TrackSource::Camera => "camera",
+            TrackSource::Screen => "screen",
+            TrackSource::ScreenAudio => "screen_audio",
+        }
+    }
+}
+
+/// The m-line ids (mids) on which a client publishes each source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishSlots {
+    /// Microphone.
+    pub mic: String,
+    /// Camera.
+    pub camera: String,
+    /// Screen video.
+    pub screen: String,
+    /// Screen audio.
+    pub screen_audio: String,
+}
+
+impl PublishSlots {
+    /// The mid of one source.
+    pub fn mid(&self, source: TrackSource) -> &str {
+        match source {
+            TrackSource::Mic => &self.mic,
+            TrackSource::Camera => &self.camera,
+            TrackSource::Screen => &self.screen,
+            TrackSource::ScreenAudio => &self.screen_audio,
+        }
+    }
+}
+
+/// One receiving m-line and the track it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteTrack {
+    /// The m-line id in the offer.
+    pub mid: String,
+    /// Whose track it is.
+    pub peer: ParticipantId,
+    /// Which of their sources.
+    pub source: TrackSource,
+}
+
+/// The part of every message read before its body: version and type.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    v: Option<u32>,
+    #[serde(rename = "type", borrow)]
+    ty: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Parses one client message, checking size, version, type and field bounds.
+pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ParseError> {
+    let msg: ClientMsg = parse_enveloped(text, ClientMsg::TYPES)?;
+    if let ClientMsg::Relay { payload, .. } = &msg {
+        if payload.len() > MAX_RELAY_BYTES {
+            return Err(ParseError::new(
+                ErrorCode::TooLarge,
+                "relay payload over its size limit",
+            ));
+        }
+    }
+    Ok(msg)
+}
+
+/// Parses one server message (used by clients such as the bot).
+pub fn parse_server_msg(text: &str) -> Result<ServerMsg, ParseError> {
+    const TYPES: &[&str] = &[
+        "welcome",
+        "peer_joined",
+        "peer_left",
+        "offer",
+        "relay",
+        "error",
+    ];
+    parse_enveloped(text, TYPES)
+}
+
+fn parse_enveloped<T: serde::de::DeserializeOwned>(
+    text: &str,
+    types: &[&str],
+) -> Result<T, ParseError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ParseError::new(
+            ErrorCode::TooLarge,
+            "message over the size limit",
+        ));
+    }
+    let env: Envelope = serde_json::from_str(text)
+        .map_err(|_| ParseError::new(ErrorCode::BadMessage, "not a JSON object"))?;
+    if env.v != Some(PROTOCOL_VERSION) {
+        return Err(ParseError::new(
+            ErrorCode::UnsupportedVersion,
+            "missing or unsupported protocol version",
+        ));
+    }
+    match env.ty.as_deref() {
+        Some(ty) if types.contains(&ty) => {}
+        Some(_) => {
+            return Err(ParseError::new(
+                ErrorCode::UnknownType,
+                "unknown message type",
+            ));
+        }
+        None => {
+            return Err(ParseError::new(
+                ErrorCode::BadMessage,
+                "message has no type",
+            ));
+        }
+    }
+    serde_json::from_str(text).map_err(|e| {
+        // A room id of the wrong form is a field error, not a shape error.
+        if e.to_string().contains("room id") {
+            ParseError::new(ErrorCode::InvalidField, "room id of the wrong form")
+        } else {
+            ParseError::new(
+                ErrorCode::BadMessage,
+                "message fields do not match its type",
+            )
+        }
+    })
+}
+
+/// Serializes a message with the protocol version, as sent on the wire.
+fn to_wire<T: Serialize>(msg: &T) -> String {
+    let mut value = serde_json::to_value(msg).unwrap_or(serde_json::Value::Null);
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("v".into(), PROTOCOL_VERSION.into());
+    }
+    value.to_string()
+}
+
+impl ServerMsg {
+    /// The JSON text sent on the wire.
+    pub fn to_json(&self) -> String {
+        to_wire(self)
+    }
+
+    /// An error message with its code and detail.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMsg::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl ClientMsg {
+    /// The JSON text sent on the wire.
+    pub fn to_json(&self) -> String {
+        to_wire(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        parse_client_msg(text).expect_err("must be refused").code
+    }
+
+    #[test]
+    fn round_trip() {
+        let msgs = [
+            ClientMsg::Join {
+                room: RoomId::parse("room-123").expect("valid"),
+            },
+            ClientMsg::Answer { sdp: "v=0".into() },
+            ClientMsg::Relay {
+                to: Some(ParticipantId(3)),
+                payload: "x".into(),
+            },
+            ClientMsg::Relay {
+                to: None,
+                payload: "{}".into(),
+            },
+            ClientMsg::Leave,
+        ];
+        for m in msgs {
+            assert_eq!(parse_client_msg(&m.to_json()), Ok(m));
+        }
+        let s = ServerMsg::error(ErrorCode::RoomFull, "full");
+        assert_eq!(parse_server_msg(&s.to_json()), Ok(s));
+    }
+
+    #[test]
+    fn refusals_have_codes() {
+        assert_eq!(code("{not json"), ErrorCode::BadMessage);
+        assert_eq!(code("[]"), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"v":1}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"leave"}"#), ErrorCode::UnsupportedVersion);
+        assert_eq!(
+            code(r#"{"v":2,"type":"leave"}"#),
+            ErrorCode::UnsupportedVersion
+        );
+        assert_eq!(code(r#"{"v":1,"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"v":1,"type":"join"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(r#"{"v":1,"type":"join","room":"a/b"}"#),
+            ErrorCode::InvalidField
+        );
+        let big = format!(
+            r#"{{"v":1,"type":"answer","sdp":"{}"}}"#,
+            "a".repeat(70_000)
+        );
+        assert_eq!(code(&big), ErrorCode::TooLarge);
+        let relay = format!(
+            r#"{{"v":1,"type":"relay","payload":"{}"}}"#,
+            "a".repeat(MAX_RELAY_BYTES + 1)
+        );
+        assert_eq!(code(&relay), ErrorCode::TooLarge);
+    }
+}

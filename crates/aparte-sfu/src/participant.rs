@@ -1,0 +1,272 @@
+//! One participant: its str0m `Rtc`, what it publishes, what it receives, and
+//! the state of its SDP negotiation.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use aparte_proto::{ParticipantId, PublishSlots, RemoteTrack, RoomId, ServerMsg, TrackSource};
+use str0m::Rtc;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+
+/// The key of a published track: whose, and which source.
+pub(crate) type TrackKey = (ParticipantId, TrackSource);
+
+pub(crate) struct Participant {
+    pub id: ParticipantId,
+    pub room: RoomId,
+    pub rtc: Rtc,
+    /// Mids on which this participant publishes, by source; set by the first offer.
+    pub publish: Vec<(Mid, TrackSource)>,
+    /// Sources of this participant that have carried media, so others receive them.
+    pub live: Vec<TrackSource>,
+    /// Tracks of others this participant receives, in creation order.
+    pub outgoing: Vec<OutTrack>,
+    /// The offer waiting for this participant's answer.
+    pub pending: Option<SdpPendingOffer>,
+    /// When the `Rtc` next wants `Input::Timeout`.
+    pub next_wake: Instant,
+    /// When ICE must have connected by, or the participant is removed.
+    pub connect_deadline: Option<Instant>,
+    /// Last keyframe request sent to this participant, per published mid.
+    pub last_keyframe_request: HashMap<Mid, Instant>,
+}
+
+impl std::fmt::Debug for Participant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Participant")
+            .field("id", &self.id)
+            .field("live", &self.live)
+            .field("outgoing", &self.outgoing.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A track of another participant that this participant receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OutTrack {
+    pub key: TrackKey,
+    pub state: OutState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutState {
+    /// Wanted; not yet in an offer.
+    ToOpen,
+    /// In the pending offer.
+    Opening(Mid),
+    /// Negotiated: media flows on this mid.
+    Open(Mid),
+    /// The publisher left; to be stopped in the next offer.
+    ToStop(Mid),
+    /// Stopped in the pending offer.
+    Stopping(Mid),
+}
+
+impl OutTrack {
+    pub fn open_mid(&self) -> Option<Mid> {
+        match self.state {
+            OutState::Open(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    fn mid(&self) -> Option<Mid> {
+        match self.state {
+            OutState::ToOpen => None,
+            OutState::Opening(m)
+            | OutState::Open(m)
+            | OutState::ToStop(m)
+            | OutState::Stopping(m) => Some(m),
+        }
+    }
+}
+
+/// Why an answer was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AnswerError {
+    /// No offer waits for an answer: nothing changed.
+    NoPendingOffer,
+    /// The text is not SDP: nothing changed, the offer still waits.
+    Unparsable,
+    /// SDP that does not answer the offer: the negotiation state is lost.
+    Rejected,
+}
+
+impl Participant {
+    pub fn new(id: ParticipantId, room: RoomId, rtc: Rtc, now: Instant) -> Self {
+        Participant {
+            id,
+            room,
+            rtc,
+            publish: Vec::new(),
+            live: Vec::new(),
+            outgoing: Vec::new(),
+            pending: None,
+            next_wake: now,
+            connect_deadline: None,
+            last_keyframe_request: HashMap::new(),
+        }
+    }
+
+    /// The source published on `mid`, if it is one of this participant's publish m-lines.
+    pub fn source_of(&self, mid: Mid) -> Option<TrackSource> {
+        self.publish
+            .iter()
+            .find_map(|&(m, s)| (m == mid).then_some(s))
+    }
+
+    /// The mid on which this participant publishes `source`.
+    pub fn mid_of(&self, source: TrackSource) -> Option<Mid> {
+        self.publish
+            .iter()
+            .find_map(|&(m, s)| (s == source).then_some(m))
+    }
+
+    /// The outgoing track on `mid`, whatever its state.
+    pub fn outgoing_on(&self, mid: Mid) -> Option<&OutTrack> {
+        self.outgoing.iter().find(|t| t.mid() == Some(mid))
+    }
+
+    /// The mid on which this participant receives `key`, if it is open.
+    pub fn open_mid_for(&self, key: TrackKey) -> Option<Mid> {
+        self.outgoing
+            .iter()
+            .find(|t| t.key == key)
+            .and_then(OutTrack::open_mid)
+    }
+
+    /// Starts receiving `key` (at the next negotiation).
+    pub fn want(&mut self, key: TrackKey) {
+        if !self.outgoing.iter().any(|t| t.key == key) {
+            self.outgoing.push(OutTrack {
+                key,
+                state: OutState::ToOpen,
+            });
+        }
+    }
+
+    /// Stops receiving every track of `peer` (at the next negotiation).
+    pub fn drop_peer(&mut self, peer: ParticipantId) {
+        self.outgoing.retain_mut(|t| {
+            if t.key.0 != peer {
+                return true;
+            }
+            match t.state {
+                // Never offered: forget it.
+                OutState::ToOpen => false,
+                OutState::Open(m) | OutState::Opening(m) => {
+                    t.state = OutState::ToStop(m);
+                    true
+                }
+                OutState::ToStop(_) | OutState::Stopping(_) => true,
+            }
+        });
+    }
+
+    /// Makes the next offer if something changed and no offer is pending.
+    /// The first offer also creates the publish m-lines.
+    pub fn offer_if_needed(&mut self, now: Instant) -> Option<ServerMsg> {
+        if self.pending.is_some() {
+            return None;
+        }
+        let mut change = self.rtc.sdp_api();
+        if self.publish.is_empty() {
+            for source in TrackSource::ALL {
+                let kind = if source.is_audio() {
+                    MediaKind::Audio
+                } else {
+                    MediaKind::Video
+                };
+                let mid = change.add_media(kind, Direction::RecvOnly, None, None, None);
+                self.publish.push((mid, source));
+            }
+            self.connect_deadline = Some(now + crate::CONNECT_TIMEOUT);
+        }
+        for t in &mut self.outgoing {
+            match t.state {
+                OutState::ToOpen => {
+                    let kind = if t.key.1.is_audio() {
+                        MediaKind::Audio
+                    } else {
+                        MediaKind::Video
+                    };
+                    // msid carries the publisher and source so a client can
+                    // group tracks even before it reads the `tracks` list.
+                    let stream = format!("{}", t.key.0);
+                    let track = format!("{}-{}", t.key.0, t.key.1.as_str());
+                    let mid = change.add_media(
+                        kind,
+                        Direction::SendOnly,
+                        Some(stream),
+                        Some(track),
+                        None,
+                    );
+                    t.state = OutState::Opening(mid);
+                }
+                OutState::ToStop(m) => {
+                    change.stop_media(m);
+                    t.state = OutState::Stopping(m);
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return None;
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        Some(ServerMsg::Offer {
+            sdp: offer.to_sdp_string(),
+            publish: self.publish_slots(),
+            tracks: self.receiving(),
+        })
+    }
+
+    /// Applies the client's answer to the pending offer.
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<(), AnswerError> {
+        if self.pending.is_none() {
+            return Err(AnswerError::NoPendingOffer);
+        }
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|_| AnswerError::Unparsable)?;
+        let pending = self.pending.take().ok_or(AnswerError::NoPendingOffer)?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|_| AnswerError::Rejected)?;
+        for t in &mut self.outgoing {
+            if let OutState::Opening(m) = t.state {
+                t.state = OutState::Open(m);
+            }
+        }
+        self.outgoing
+            .retain(|t| !matches!(t.state, OutState::Stopping(_)));
+        Ok(())
+    }
+
+    /// The publish m-lines as the client is told them.
+    pub fn publish_slots(&self) -> PublishSlots {
+        let mid = |s| self.mid_of(s).map(|m| m.to_string()).unwrap_or_default();
+        PublishSlots {
+            mic: mid(TrackSource::Mic),
+            camera: mid(TrackSource::Camera),
+            screen: mid(TrackSource::Screen),
+            screen_audio: mid(TrackSource::ScreenAudio),
+        }
+    }
+
+    /// Every m-line on which this participant receives, and what it carries.
+    fn receiving(&self) -> Vec<RemoteTrack> {
+        self.outgoing
+            .iter()
+            .filter_map(|t| match t.state {
+                OutState::Opening(m) | OutState::Open(m) => Some(RemoteTrack {
+                    mid: m.to_string(),
+                    peer: t.key.0,
+                    source: t.key.1,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}

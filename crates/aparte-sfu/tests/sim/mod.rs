@@ -1,0 +1,202 @@
+//! A deterministic network for the SFU core: one [`Sfu`], any number of
+//! [`BotCore`] peers (real str0m peer connections), no sockets, simulated time.
+//! Datagrams and signaling messages are delivered instantly and in order;
+//! a bot can be cut off the network to simulate a vanished browser.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use aparte_bot::{BotConfig, BotCore, BotOutput, BotReport};
+use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg};
+use aparte_sfu::{Output, Sfu, SfuConfig};
+
+pub struct SimBot {
+    pub core: BotCore,
+    pub addr: SocketAddr,
+    pub id: ParticipantId,
+    /// Messages the server sent this bot, in order.
+    pub inbox: Vec<ServerMsg>,
+    /// Set when the server closed this bot's connection.
+    pub closed: Option<Option<ErrorCode>>,
+    /// When false, the bot's datagrams are dropped both ways.
+    pub online: bool,
+    /// When false, signaling messages from this bot are held back (to keep an
+    /// offer unanswered); the bot still receives.
+    pub answering: bool,
+}
+
+pub struct Sim {
+    pub sfu: Sfu,
+    pub bots: Vec<SimBot>,
+    pub now: Instant,
+    pub epoch: Instant,
+    server: SocketAddr,
+    next_port: u16,
+}
+
+pub fn room(name: &str) -> RoomId {
+    RoomId::parse(name).unwrap()
+}
+
+impl Sim {
+    pub fn new() -> Self {
+        let server = SocketAddr::from((Ipv4Addr::new(10, 0, 0, 1), 5000));
+        let now = Instant::now();
+        Sim {
+            sfu: Sfu::new(SfuConfig::new(server)),
+            bots: Vec::new(),
+            now,
+            epoch: now,
+            server,
+            next_port: 40000,
+        }
+    }
+
+    /// A bot publishing 300 kbps video and audio joins `room`; returns its index.
+    pub fn join(&mut self, room: &RoomId) -> usize {
+        let config = BotConfig::new(300_000, self.epoch);
+        self.join_with(room, config)
+    }
+
+    pub fn join_with(&mut self, room: &RoomId, config: BotConfig) -> usize {
+        let addr = SocketAddr::from((Ipv4Addr::new(10, 0, 1, 1), self.next_port));
+        self.next_port += 1;
+        let core = BotCore::new(self.now, addr, config);
+        let id = self.sfu.join(self.now, room.clone()).unwrap();
+        self.bots.push(SimBot {
+            core,
+            addr,
+            id,
+            inbox: Vec::new(),
+            closed: None,
+            online: true,
+            answering: true,
+        });
+        self.pump();
+        self.bots.len() - 1
+    }
+
+    pub fn id(&self, bot: usize) -> ParticipantId {
+        self.bots[bot].id
+    }
+
+    pub fn report(&self, bot: usize) -> BotReport {
+        self.bots[bot].core.report()
+    }
+
+    /// Sends a message as `bot`, as its signaling connection would.
+    pub fn send(&mut self, bot: usize, msg: ClientMsg) {
+        let id = self.bots[bot].id;
+        self.sfu.handle_message(self.now, id, msg);
+        self.pump();
+    }
+
+    /// The bot's signaling connection closes.
+    pub fn disconnect(&mut self, bot: usize) {
+        let id = self.bots[bot].id;
+        self.bots[bot].online = false;
+        self.sfu.leave(self.now, id);
+        self.pump();
+    }
+
+    /// Runs the network for `d` of simulated time.
+    pub fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            let mut next = self.sfu.poll_timeout().unwrap_or(end);
+            for b in self.bots.iter().filter(|b| b.closed.is_none()) {
+                next = next.min(b.core.poll_timeout());
+            }
+            // At least 1 ms per step keeps the loop finite; no timer here needs finer.
+            self.now = next.max(self.now + Duration::from_millis(1)).min(end);
+            self.sfu.handle_timeout(self.now);
+            for i in 0..self.bots.len() {
+                if self.bots[i].closed.is_none() {
+                    let _ = self.bots[i].core.handle_timeout(self.now);
+                }
+            }
+            self.pump();
+        }
+    }
+
+    /// Delivers everything in flight until nothing moves.
+    pub fn pump(&mut self) {
+        let by_id: HashMap<ParticipantId, usize> = self
+            .bots
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.id, i))
+            .collect();
+        let by_addr: HashMap<SocketAddr, usize> = self
+            .bots
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.addr, i))
+            .collect();
+        loop {
+            let mut moved = false;
+            while let Some(out) = self.sfu.poll_output() {
+                moved = true;
+                match out {
+                    Output::Transmit {
+                        destination,
+                        contents,
+                        ..
+                    } => {
+                        let Some(&i) = by_addr.get(&destination) else {
+                            continue;
+                        };
+                        let b = &mut self.bots[i];
+                        if b.online && b.closed.is_none() {
+                            let _ = b.core.handle_datagram(self.now, self.server, &contents);
+                        }
+                    }
+                    Output::Signal { to, msg } => {
+                        let Some(&i) = by_id.get(&to) else { continue };
+                        let b = &mut self.bots[i];
+                        if b.closed.is_none() {
+                            b.inbox.push(msg.clone());
+                            let _ = b.core.handle_signal(self.now, msg);
+                        }
+                    }
+                    Output::Close { who, code } => {
+                        if let Some(&i) = by_id.get(&who) {
+                            self.bots[i].closed = Some(code);
+                        }
+                    }
+                }
+            }
+            for i in 0..self.bots.len() {
+                if !self.bots[i].answering {
+                    continue;
+                }
+                while let Some(out) = self.bots[i].core.poll_output() {
+                    moved = true;
+                    let b = &self.bots[i];
+                    if b.closed.is_some() {
+                        continue;
+                    }
+                    match out {
+                        BotOutput::Transmit { contents, .. } => {
+                            if b.online {
+                                self.sfu
+                                    .handle_datagram(self.now, b.addr, self.server, &contents);
+                            }
+                        }
+                        BotOutput::Signal(msg) => {
+                            if b.online {
+                                self.sfu.handle_message(self.now, b.id, msg);
+                            }
+                        }
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+}

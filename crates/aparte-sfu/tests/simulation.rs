@@ -1,0 +1,319 @@
+//! Deterministic multi-party simulations of the SFU core: no sockets, no
+//! wall clock, real str0m peers on both sides.
+
+#![allow(clippy::unwrap_used)]
+
+mod sim;
+
+use std::time::Duration;
+
+use aparte_proto::{ClientMsg, ErrorCode, ServerMsg, TrackSource};
+use sim::{Sim, room};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Frames `bot` got of `peer`'s source so far.
+fn frames(s: &Sim, bot: usize, peer: usize, source: TrackSource) -> u64 {
+    s.report(bot)
+        .stream(s.id(peer), source)
+        .map_or(0, |st| st.frames)
+}
+
+#[test]
+fn two_participants_see_and_hear_each_other() {
+    let mut s = Sim::new();
+    let r = room("room-one");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    s.run(3 * SECOND);
+    for (me, other) in [(a, b), (b, a)] {
+        let rep = s.report(me);
+        assert!(rep.connected);
+        assert!(rep.all_intact(), "{rep:?}");
+        let video = rep.stream(s.id(other), TrackSource::Camera).unwrap();
+        let audio = rep.stream(s.id(other), TrackSource::Mic).unwrap();
+        // 3 s at 30 fps and 50 audio frames/s, less connection setup.
+        assert!(video.frames > 60, "video frames {}", video.frames);
+        assert!(audio.frames > 100, "audio frames {}", audio.frames);
+        assert_eq!(video.lost, 0);
+        assert_eq!(audio.lost, 0);
+        assert!(video.keyframes >= 1);
+    }
+    assert_eq!(s.sfu.room_count(), 1);
+}
+
+#[test]
+fn rooms_are_isolated() {
+    let mut s = Sim::new();
+    let (r1, r2) = (room("room-one"), room("room-two"));
+    let one: Vec<usize> = (0..3).map(|_| s.join(&r1)).collect();
+    let two: Vec<usize> = (0..2).map(|_| s.join(&r2)).collect();
+    s.run(3 * SECOND);
+    for group in [&one, &two] {
+        for &me in group.iter() {
+            let rep = s.report(me);
+            assert!(rep.all_intact(), "{rep:?}");
+            let mut from: Vec<_> = rep.streams.iter().map(|st| st.peer).collect();
+            from.dedup();
+            let mut expected: Vec<_> = group
+                .iter()
+                .filter(|&&o| o != me)
+                .map(|&o| s.id(o))
+                .collect();
+            expected.sort();
+            assert_eq!(from, expected, "bot {me} received exactly its room");
+            for st in &rep.streams {
+                assert!(st.frames > 30, "{st:?}");
+            }
+        }
+    }
+    assert_eq!(s.sfu.room_count(), 2);
+}
+
+#[test]
+fn late_joiner_renegotiates_with_everyone() {
+    let mut s = Sim::new();
+    let r = room("room-late");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    s.run(2 * SECOND);
+    let offers_before = s.bots[a]
+        .inbox
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Offer { .. }))
+        .count();
+    let c = s.join(&r);
+    s.run(2 * SECOND);
+    // The late joiner receives both earlier publishers, and they receive it.
+    for (me, peer) in [(c, a), (c, b), (a, c), (b, c)] {
+        assert!(
+            frames(&s, me, peer, TrackSource::Camera) > 20,
+            "{me} from {peer}"
+        );
+        assert!(
+            frames(&s, me, peer, TrackSource::Mic) > 30,
+            "{me} from {peer}"
+        );
+    }
+    let offers_after = s.bots[a]
+        .inbox
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Offer { .. }))
+        .count();
+    assert!(
+        offers_after > offers_before,
+        "an existing member got a new offer"
+    );
+    for i in [a, b, c] {
+        assert!(s.report(i).all_intact());
+    }
+}
+
+#[test]
+fn leaving_ends_tracks_and_frees_the_room() {
+    let mut s = Sim::new();
+    let r = room("room-leave");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    let c = s.join(&r);
+    s.run(2 * SECOND);
+    s.send(c, ClientMsg::Leave);
+    assert_eq!(s.bots[c].closed, Some(None));
+    let left = s.id(c);
+    for i in [a, b] {
+        assert!(
+            s.bots[i]
+                .inbox
+                .iter()
+                .any(|m| *m == ServerMsg::PeerLeft { peer: left })
+        );
+    }
+    // The next offer to a and b no longer lists c's tracks.
+    s.run(SECOND / 2);
+    for i in [a, b] {
+        let last_offer = s.bots[i]
+            .inbox
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                ServerMsg::Offer { tracks, .. } => Some(tracks.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(last_offer.iter().all(|t| t.peer != left));
+    }
+    let got = frames(&s, a, c, TrackSource::Camera);
+    let sent_by_c = s.report(c).sent_frames;
+    s.run(SECOND);
+    assert_eq!(
+        frames(&s, a, c, TrackSource::Camera),
+        got,
+        "no frame of c after it left"
+    );
+    assert_eq!(s.report(c).sent_frames, sent_by_c);
+    // a and b still talk.
+    let ab = frames(&s, a, b, TrackSource::Camera);
+    s.run(SECOND);
+    assert!(frames(&s, a, b, TrackSource::Camera) > ab + 20);
+
+    s.send(a, ClientMsg::Leave);
+    s.disconnect(b);
+    assert_eq!(s.sfu.room_count(), 0);
+    assert_eq!(s.sfu.participant_count(), 0);
+}
+
+#[test]
+fn keyframe_requests_reach_the_publisher_throttled() {
+    let mut s = Sim::new();
+    let r = room("room-kf");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    s.run(2 * SECOND);
+    let before = s.report(a).keyframe_requests_received;
+    let kf_before = s
+        .report(b)
+        .stream(s.id(a), TrackSource::Camera)
+        .unwrap()
+        .keyframes;
+    // Five requests within 50 ms: the SFU passes one on.
+    let a_id = s.id(a);
+    for _ in 0..5 {
+        assert!(s.bots[b].core.request_keyframe(a_id, TrackSource::Camera));
+        s.pump();
+        s.run(Duration::from_millis(10));
+    }
+    s.run(Duration::from_millis(200));
+    let after = s.report(a).keyframe_requests_received;
+    assert_eq!(after - before, 1, "one request relayed, the rest throttled");
+    let kf_after = s
+        .report(b)
+        .stream(a_id, TrackSource::Camera)
+        .unwrap()
+        .keyframes;
+    assert!(
+        kf_after > kf_before,
+        "the publisher answered with a keyframe"
+    );
+    // After the throttle window, a new request passes again.
+    s.run(SECOND);
+    let before = s.report(a).keyframe_requests_received;
+    assert!(s.bots[b].core.request_keyframe(a_id, TrackSource::Camera));
+    s.pump();
+    s.run(Duration::from_millis(100));
+    assert_eq!(s.report(a).keyframe_requests_received, before + 1);
+}
+
+#[test]
+fn silent_participant_is_removed_after_consent_timeout() {
+    let mut s = Sim::new();
+    let r = room("room-timeout");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    s.run(2 * SECOND);
+    // b's browser vanishes from the network without closing signaling.
+    s.bots[b].online = false;
+    s.run(10 * SECOND);
+    assert!(
+        s.bots[b].closed.is_none(),
+        "not removed before the consent timeout"
+    );
+    s.run(10 * SECOND);
+    assert_eq!(s.bots[b].closed, Some(Some(ErrorCode::ConnectionLost)));
+    let gone = s.id(b);
+    assert!(
+        s.bots[a]
+            .inbox
+            .contains(&ServerMsg::PeerLeft { peer: gone })
+    );
+    assert_eq!(s.sfu.members(&r), &[s.id(a)]);
+}
+
+#[test]
+fn participant_that_never_connects_is_removed() {
+    let mut s = Sim::new();
+    let r = room("room-never");
+    let a = s.join(&r);
+    s.bots[a].online = false;
+    s.run(aparte_sfu::CONNECT_TIMEOUT + SECOND);
+    assert_eq!(s.bots[a].closed, Some(Some(ErrorCode::ConnectionLost)));
+    assert_eq!(s.sfu.room_count(), 0);
+}
+
+#[test]
+fn bad_answers_get_typed_errors_and_hurt_nobody() {
+    let mut s = Sim::new();
+    let r = room("room-bad");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    s.run(2 * SECOND);
+    s.send(
+        b,
+        ClientMsg::Answer {
+            sdp: "garbage".into(),
+        },
+    );
+    s.send(b, ClientMsg::Join { room: r.clone() });
+    s.send(
+        b,
+        ClientMsg::Relay {
+            to: Some(aparte_proto::ParticipantId(999_999)),
+            payload: "x".into(),
+        },
+    );
+    let errors: Vec<ErrorCode> = s.bots[b]
+        .inbox
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Error { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            ErrorCode::NoPendingOffer,
+            ErrorCode::AlreadyJoined,
+            ErrorCode::UnknownPeer
+        ]
+    );
+    let before = frames(&s, a, b, TrackSource::Camera);
+    s.run(SECOND);
+    assert!(frames(&s, a, b, TrackSource::Camera) > before + 20);
+    assert!(s.bots[b].closed.is_none());
+}
+
+#[test]
+fn relay_reaches_the_room_only() {
+    let mut s = Sim::new();
+    let (r1, r2) = (room("room-one"), room("room-two"));
+    let a = s.join(&r1);
+    let b = s.join(&r1);
+    let c = s.join(&r2);
+    s.send(
+        a,
+        ClientMsg::Relay {
+            to: None,
+            payload: "hello".into(),
+        },
+    );
+    let relayed = |s: &Sim, i: usize| {
+        s.bots[i]
+            .inbox
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::Relay { .. }))
+            .count()
+    };
+    assert_eq!(relayed(&s, b), 1);
+    assert_eq!(relayed(&s, a), 0);
+    assert_eq!(relayed(&s, c), 0);
+    // A direct relay to someone in another room is refused.
+    let c_id = s.id(c);
+    s.send(
+        a,
+        ClientMsg::Relay {
+            to: Some(c_id),
+            payload: "x".into(),
+        },
+    );
+    assert_eq!(relayed(&s, c), 0);
+}
