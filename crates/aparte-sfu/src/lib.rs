@@ -121,6 +121,8 @@ pub struct SfuStats {
     pub frames_in: u64,
     /// Frames written to receivers.
     pub frames_out: u64,
+    /// Frames not forwarded because a newer one of the same track already was.
+    pub frames_late: u64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
     /// Datagrams dropped because no participant accepted them.
@@ -539,6 +541,10 @@ impl Sfu {
             return;
         };
         self.stats.frames_in += 1;
+        if !p.take_if_newer(data.mid, **data.seq_range.end()) {
+            self.stats.frames_late += 1;
+            return;
+        }
         let first_frame = !p.live.contains(&source);
         if first_frame {
             p.live.push(source);

@@ -30,6 +30,8 @@ pub(crate) struct Participant {
     pub connect_deadline: Option<Instant>,
     /// Last keyframe request sent to this participant, per published mid.
     pub last_keyframe_request: HashMap<Mid, Instant>,
+    /// Highest RTP sequence number forwarded, per published mid.
+    pub last_forwarded: HashMap<Mid, u64>,
 }
 
 impl std::fmt::Debug for Participant {
@@ -106,6 +108,7 @@ impl Participant {
             next_wake: now,
             connect_deadline: None,
             last_keyframe_request: HashMap::new(),
+            last_forwarded: HashMap::new(),
         }
     }
 
@@ -114,6 +117,24 @@ impl Participant {
         self.publish
             .iter()
             .find_map(|&(m, s)| (m == mid).then_some(s))
+    }
+
+    /// Whether a frame ending at RTP sequence `last_seq` on `mid` is newer than
+    /// every frame forwarded so far; records it if so. A frame repaired by
+    /// retransmission after later frames went out is late: forwarding it would
+    /// hand receivers frames out of order.
+    pub fn take_if_newer(&mut self, mid: Mid, last_seq: u64) -> bool {
+        match self.last_forwarded.get_mut(&mid) {
+            Some(prev) if *prev >= last_seq => false,
+            Some(prev) => {
+                *prev = last_seq;
+                true
+            }
+            None => {
+                self.last_forwarded.insert(mid, last_seq);
+                true
+            }
+        }
     }
 
     /// The mid on which this participant publishes `source`.

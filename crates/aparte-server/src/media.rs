@@ -1,0 +1,177 @@
+//! The media loop: one task owns the UDP socket and the SFU core, and is the
+//! only place that touches either. Signaling connections talk to it through
+//! [`MediaCmd`]s and hear back through their [`ConnEvent`] channel.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg};
+use aparte_sfu::{Output, Sfu, SfuConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// Datagrams read in one go before the loop looks at anything else.
+const RECV_BATCH: usize = 64;
+
+/// A request from a signaling connection to the media loop.
+#[derive(Debug)]
+pub enum MediaCmd {
+    /// Join `room`; `conn` receives everything for the new participant.
+    Join {
+        /// The room.
+        room: RoomId,
+        /// Where the participant's messages go.
+        conn: mpsc::Sender<ConnEvent>,
+        /// The participant id, or why the join was refused.
+        reply: oneshot::Sender<Result<ParticipantId, ErrorCode>>,
+    },
+    /// A message from a joined participant.
+    Message {
+        /// Who sent it.
+        from: ParticipantId,
+        /// What.
+        msg: ClientMsg,
+    },
+    /// The participant's connection closed.
+    Leave {
+        /// Who.
+        who: ParticipantId,
+    },
+}
+
+/// What the media loop tells a signaling connection.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// Send this message.
+    Msg(ServerMsg),
+    /// Close the connection, after an error with this code if there is one.
+    Close(Option<ErrorCode>),
+}
+
+/// Runs the media loop until every command sender is gone.
+pub async fn run(udp: UdpSocket, candidates: Vec<SocketAddr>, mut cmds: mpsc::Receiver<MediaCmd>) {
+    let Some(&first) = candidates.first() else {
+        warn!("no media candidate address; media disabled");
+        return;
+    };
+    let local = match udp.local_addr() {
+        Ok(a) if !a.ip().is_unspecified() => a,
+        _ => first,
+    };
+    let mut config = SfuConfig::new(first);
+    config.candidates = candidates;
+    let mut sfu = Sfu::new(config);
+    let mut conns: HashMap<ParticipantId, mpsc::Sender<ConnEvent>> = HashMap::new();
+    let mut buf = vec![0u8; 2048];
+    info!(media = %local, "media loop started");
+
+    loop {
+        flush(&mut sfu, &udp, &mut conns).await;
+        let wake = sfu
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            r = udp.recv_from(&mut buf) => {
+                match r {
+                    Ok((n, source)) => sfu.handle_datagram(Instant::now(), source, local, &buf[..n]),
+                    Err(e) => warn!(%e, "udp receive failed"),
+                }
+                // Drain what else is queued before looking at timers.
+                for _ in 0..RECV_BATCH {
+                    match udp.try_recv_from(&mut buf) {
+                        Ok((n, source)) => {
+                            sfu.handle_datagram(Instant::now(), source, local, &buf[..n]);
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            cmd = cmds.recv() => {
+                let Some(cmd) = cmd else { return };
+                handle_cmd(&mut sfu, &mut conns, cmd);
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                sfu.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+fn handle_cmd(
+    sfu: &mut Sfu,
+    conns: &mut HashMap<ParticipantId, mpsc::Sender<ConnEvent>>,
+    cmd: MediaCmd,
+) {
+    let now = Instant::now();
+    match cmd {
+        MediaCmd::Join { room, conn, reply } => match sfu.join(now, room) {
+            Ok(id) => {
+                conns.insert(id, conn);
+                if reply.send(Ok(id)).is_err() {
+                    // The connection went away while joining.
+                    conns.remove(&id);
+                    sfu.leave(now, id);
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.code()));
+            }
+        },
+        MediaCmd::Message { from, msg } => sfu.handle_message(now, from, msg),
+        MediaCmd::Leave { who } => {
+            conns.remove(&who);
+            sfu.leave(now, who);
+        }
+    }
+}
+
+/// Carries out everything the SFU asked for.
+async fn flush(
+    sfu: &mut Sfu,
+    udp: &UdpSocket,
+    conns: &mut HashMap<ParticipantId, mpsc::Sender<ConnEvent>>,
+) {
+    let mut slow = Vec::new();
+    loop {
+        while let Some(out) = sfu.poll_output() {
+            match out {
+                Output::Transmit {
+                    destination,
+                    contents,
+                    ..
+                } => {
+                    if let Err(e) = udp.send_to(&contents, destination).await {
+                        tracing::debug!(%e, "udp send failed");
+                    }
+                }
+                Output::Signal { to, msg } => {
+                    if let Some(conn) = conns.get(&to) {
+                        if conn.try_send(ConnEvent::Msg(msg)).is_err() {
+                            // A connection that cannot keep up with signaling
+                            // is dropped rather than allowed to grow memory.
+                            slow.push(to);
+                        }
+                    }
+                }
+                Output::Close { who, code } => {
+                    if let Some(conn) = conns.remove(&who) {
+                        let _ = conn.try_send(ConnEvent::Close(code));
+                    }
+                }
+            }
+        }
+        if slow.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for who in slow.drain(..) {
+            if let Some(conn) = conns.remove(&who) {
+                warn!(participant = %who, "signaling connection too slow; removed");
+                let _ = conn.try_send(ConnEvent::Close(Some(ErrorCode::Internal)));
+                sfu.leave(now, who);
+            }
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The real server on ephemeral ports with real bots: media flows within a
+//! room, never across rooms, and stops both ways when a bot leaves.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use aparte_proto::TrackSource;
+use common::{bots, eventually, frames, room, server};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rooms_at_once_and_a_leave() {
+    let server = server().await;
+    let epoch = Instant::now();
+    let (ra, rb) = (room("integration-a"), room("integration-b"));
+    let (a, b) = tokio::join!(
+        bots(&server, &ra, 5, 250_000, epoch),
+        bots(&server, &rb, 3, 250_000, epoch)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    for (group, other) in [(&a, &b), (&b, &a)] {
+        for me in group.iter() {
+            let rep = me.report().await.unwrap();
+            assert!(rep.all_intact(), "{rep:?}");
+            for peer in group.iter().filter(|p| p.id() != me.id()) {
+                for source in [TrackSource::Camera, TrackSource::Mic] {
+                    let s = rep.stream(peer.id(), source).unwrap_or_else(|| {
+                        panic!("{} got no {source:?} of {}", me.id(), peer.id())
+                    });
+                    assert!(s.frames >= 30, "{} of {}: {s:?}", me.id(), peer.id());
+                    assert!(s.intact());
+                }
+            }
+            for stranger in other.iter() {
+                assert!(
+                    rep.streams.iter().all(|s| s.peer != stranger.id()),
+                    "{} received {} of another room",
+                    me.id(),
+                    stranger.id()
+                );
+            }
+            assert_eq!(rep.streams.len(), 2 * (group.len() - 1));
+        }
+    }
+
+    // One bot of room a leaves.
+    let mut a = a;
+    let leaver = a.pop().unwrap();
+    let gone = leaver.id();
+    let final_report = leaver.leave().await.unwrap();
+    assert!(final_report.all_intact());
+    let received_by_leaver: u64 = final_report.streams.iter().map(|s| s.frames).sum();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before: Vec<u64> =
+        futures_util::future::join_all(a.iter().map(|b| frames(b, gone, TrackSource::Camera)))
+            .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (bot, before) in a.iter().zip(before) {
+        assert_eq!(
+            frames(bot, gone, TrackSource::Camera).await,
+            before,
+            "frames of a bot that left"
+        );
+        // The remaining bots still exchange media.
+        let peer = a.iter().find(|p| p.id() != bot.id()).unwrap().id();
+        let f = frames(bot, peer, TrackSource::Camera).await;
+        assert!(
+            eventually(Duration::from_secs(2), || async {
+                frames(bot, peer, TrackSource::Camera).await > f + 10
+            })
+            .await
+        );
+    }
+    assert!(received_by_leaver > 0);
+
+    for bot in a.into_iter().chain(b) {
+        assert!(bot.leave().await.unwrap().all_intact());
+    }
+    server.stop().await;
+}
