@@ -1,0 +1,99 @@
+// Test harness: starts the real Aparté server binary on ephemeral loopback
+// ports and headless Chromium (Debian's) with fake camera and microphone.
+
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname, join as joinPath, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const OUTPUT = joinPath(ROOT, 'e2e/output');
+mkdirSync(OUTPUT, { recursive: true });
+
+/** Starts target/release/aparte-server; resolves with {url, logs, stop}. */
+export async function startServer() {
+  const bin = process.env.APARTE_BIN || joinPath(ROOT, 'target/release/aparte-server');
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0'], {
+    env: { ...process.env, APARTE_LOG: 'info', NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs = [];
+  const url = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`server did not start:\n${logs.join('')}`)), 15000);
+    const onData = (buf) => {
+      const text = buf.toString();
+      logs.push(text);
+      const m = text.match(/http:\/\/localhost:(\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        ok(`http://127.0.0.1:${m[1]}`);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('exit', (code) => fail(new Error(`server exited with ${code}:\n${logs.join('')}`)));
+  });
+  const stop = () =>
+    new Promise((ok) => {
+      if (child.exitCode !== null) return ok();
+      child.once('exit', ok);
+      child.kill('SIGTERM');
+    });
+  return { url, logs, stop };
+}
+
+/** Launches headless Chromium with fake media devices and no outside traffic. */
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--use-fake-device-for-media-stream',
+      '--use-fake-ui-for-media-stream',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+  });
+}
+
+/** A new page in its own context (own devices, own storage), recording every request. */
+export async function newPage(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  const page = await context.newPage();
+  page.requests = [];
+  page.on('request', (r) => page.requests.push(r.url()));
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  return page;
+}
+
+/** Opens `link`, fills the name and joins; resolves once welcomed. */
+export async function join(page, link, name) {
+  await page.goto(link);
+  await page.locator('#join-button').waitFor();
+  await page.fill('#display-name', name);
+  await page.click('#join-button');
+  await waitFor(page, () => window.aparte.diagnostics().me !== null, 10000, `${name} welcomed`);
+}
+
+/** Polls `fn` in the page until it returns truthy. */
+export async function waitFor(page, fn, timeout = 10000, what = 'condition', arg = undefined) {
+  try {
+    await page.waitForFunction(fn, arg, { timeout, polling: 100 });
+  } catch (e) {
+    throw new Error(`timed out waiting for ${what}: ${e.message}`);
+  }
+}
+
+/** Inbound stats of one page, per remote track. */
+export function stats(page) {
+  return page.evaluate(() => window.aparte.diagnostics().stats());
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,168 @@
+// The meeting grid: one tile per participant camera and one per screen share.
+// Everything a participant typed is rendered with textContent, never as HTML.
+
+import { t } from './i18n.js';
+
+const LOCAL = 'local';
+
+export class RoomView {
+  /** @param {HTMLElement} grid */
+  constructor(grid) {
+    this.grid = grid;
+    /** peer id (or 'local') → {name, mic, camera, screen} */
+    this.people = new Map();
+  }
+
+  clear() {
+    this.grid.replaceChildren();
+    this.people.clear();
+  }
+
+  /** Shows or updates the local tile, and the local screen share if any. */
+  setLocal(state, cameraTrack, screenTrack) {
+    this.#upsert(LOCAL, state);
+    this.#setVideo(LOCAL, 'camera', cameraTrack);
+    this.#setVideo(LOCAL, 'screen', screenTrack);
+    this.#render(LOCAL);
+  }
+
+  /** Adds or updates a remote participant's state (name, mic, camera, screen). */
+  setPeer(id, state) {
+    this.#upsert(id, state);
+    if (!state.screen) this.#removeTile(id, 'screen');
+    this.#render(id);
+  }
+
+  /** Attaches a remote track to its tile. */
+  setPeerTrack(id, source, track) {
+    this.#upsert(id, {});
+    if (source === 'mic' || source === 'screen_audio') {
+      this.#setAudio(id, source, track);
+    } else {
+      this.#setVideo(id, source, track);
+    }
+    this.#render(id);
+  }
+
+  removePeer(id) {
+    for (const el of this.grid.querySelectorAll(`[data-peer="${CSS.escape(String(id))}"]`)) el.remove();
+    this.people.delete(id);
+    this.#layout();
+  }
+
+  nameOf(id) {
+    return this.people.get(id)?.name || t('meeting.guest');
+  }
+
+  /** Re-renders labels after a language change. */
+  relabel() {
+    for (const id of this.people.keys()) this.#render(id);
+  }
+
+  #upsert(id, state) {
+    const prev = this.people.get(id) ?? { name: '', mic: true, camera: true, screen: false };
+    this.people.set(id, { ...prev, ...state });
+    if (!this.#tile(id, 'camera')) this.#makeTile(id, 'camera');
+  }
+
+  #tile(id, kind) {
+    return this.grid.querySelector(`.tile[data-peer="${CSS.escape(String(id))}"][data-kind="${kind}"]`);
+  }
+
+  #makeTile(id, kind) {
+    const tile = document.createElement('div');
+    tile.className = `tile${id === LOCAL ? ' local' : ''}${kind === 'screen' ? ' screen-share' : ''}`;
+    tile.setAttribute('role', 'listitem');
+    tile.dataset.peer = String(id);
+    tile.dataset.kind = kind;
+    const video = document.createElement('video');
+    video.autoplay = true;
+    video.playsInline = true;
+    video.muted = true; // sound plays through the audio elements
+    video.setAttribute('aria-hidden', 'true');
+    const avatar = document.createElement('div');
+    avatar.className = 'avatar';
+    avatar.setAttribute('aria-hidden', 'true');
+    const label = document.createElement('div');
+    label.className = 'label';
+    tile.append(video, avatar, label);
+    this.grid.append(tile);
+    this.#layout();
+    return tile;
+  }
+
+  #removeTile(id, kind) {
+    const tile = this.#tile(id, kind);
+    if (tile) {
+      tile.remove();
+      this.#layout();
+    }
+  }
+
+  #setVideo(id, kind, track) {
+    let tile = this.#tile(id, kind);
+    if (!track) {
+      if (kind === 'screen') this.#removeTile(id, kind);
+      else if (tile) tile.querySelector('video').srcObject = null;
+      return;
+    }
+    tile ??= this.#makeTile(id, kind);
+    const video = tile.querySelector('video');
+    if (video.srcObject?.getVideoTracks()[0] !== track) video.srcObject = new MediaStream([track]);
+  }
+
+  #setAudio(id, source, track) {
+    const tile = this.#tile(id, 'camera');
+    let audio = tile.querySelector(`audio[data-source="${source}"]`);
+    if (!audio) {
+      audio = document.createElement('audio');
+      audio.autoplay = true;
+      audio.dataset.source = source;
+      tile.append(audio);
+    }
+    audio.srcObject = new MediaStream([track]);
+  }
+
+  #render(id) {
+    const p = this.people.get(id);
+    if (!p) return;
+    const name = p.name || t('meeting.guest');
+    const camTile = this.#tile(id, 'camera');
+    if (camTile) {
+      const label = camTile.querySelector('.label');
+      label.textContent = id === LOCAL ? t('meeting.you', { name }) : name;
+      if (!p.mic) {
+        const icon = document.createElement('span');
+        icon.className = 'muted-icon';
+        icon.textContent = '🔇';
+        icon.setAttribute('role', 'img');
+        icon.setAttribute('aria-label', t('meeting.micOff'));
+        label.append(icon);
+      }
+      const showVideo = p.camera && !!camTile.querySelector('video').srcObject;
+      camTile.querySelector('video').hidden = !showVideo;
+      const avatar = camTile.querySelector('.avatar');
+      avatar.hidden = showVideo;
+      avatar.textContent = initials(name);
+      camTile.setAttribute('aria-label', label.textContent);
+    }
+    const screenTile = this.#tile(id, 'screen');
+    if (screenTile) {
+      const text = id === LOCAL ? t('meeting.yourScreen') : t('meeting.screenOf', { name });
+      screenTile.querySelector('.label').textContent = text;
+      screenTile.querySelector('.avatar').hidden = true;
+      screenTile.setAttribute('aria-label', text);
+    }
+  }
+
+  #layout() {
+    const n = this.grid.children.length;
+    const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
+    this.grid.style.setProperty('--cols', String(cols));
+  }
+}
+
+function initials(name) {
+  const parts = name.trim().split(/\s+/).filter(Boolean);
+  return parts.slice(0, 2).map((p) => [...p][0].toUpperCase()).join('') || '?';
+}
