@@ -2,6 +2,7 @@
 // pre-join and meeting screens to the modules that do the work.
 
 import { apply, lang, onLangChange, setLang, t } from './i18n.js';
+import { renderIcons } from './icons.js';
 import { LocalMedia, deviceErrorKey } from './media.js';
 import { PeerSession } from './peer.js';
 import { RoomView } from './room-view.js';
@@ -175,6 +176,7 @@ class Meeting {
       ['screen-toggle', this.local.screenOn],
     ];
     for (const [id, on] of pairs) $(id).setAttribute('aria-pressed', String(on));
+    renderIcons(document);
     $('preview').srcObject = this.local.tracks.camera ? new MediaStream([this.local.tracks.camera]) : null;
     $('preview-off').hidden = this.local.camOn;
   }
@@ -338,6 +340,7 @@ function start() {
   select.value = lang();
   select.onchange = () => setLang(select.value);
   apply(document);
+  renderIcons(document);
   if (!('RTCPeerConnection' in window)) {
     banner(t('error.noWebRTC'));
   }

@@ -2,6 +2,7 @@
 // Everything a participant typed is rendered with textContent, never as HTML.
 
 import { t } from './i18n.js';
+import { icon } from './icons.js';
 
 const LOCAL = 'local';
 
@@ -132,12 +133,12 @@ export class RoomView {
       const label = camTile.querySelector('.label');
       label.textContent = id === LOCAL ? t('meeting.you', { name }) : name;
       if (!p.mic) {
-        const icon = document.createElement('span');
-        icon.className = 'muted-icon';
-        icon.textContent = '🔇';
-        icon.setAttribute('role', 'img');
-        icon.setAttribute('aria-label', t('meeting.micOff'));
-        label.append(icon);
+        const muted = document.createElement('span');
+        muted.className = 'muted-icon';
+        muted.setAttribute('role', 'img');
+        muted.setAttribute('aria-label', t('meeting.micOff'));
+        muted.append(icon('micOff'));
+        label.append(muted);
       }
       const showVideo = p.camera && !!camTile.querySelector('video').srcObject;
       camTile.querySelector('video').hidden = !showVideo;

@@ -111,6 +111,7 @@ pub struct BotCore {
     streams: HashMap<(ParticipantId, TrackSource), StreamReport>,
     unexpected_frames: u64,
     keyframe_requests: u64,
+    datagrams_in: u64,
     connected: bool,
     next_wake: Instant,
     out: VecDeque<BotOutput>,
@@ -143,6 +144,7 @@ impl BotCore {
             streams: HashMap::new(),
             unexpected_frames: 0,
             keyframe_requests: 0,
+            datagrams_in: 0,
             connected: false,
             next_wake: now,
             out: VecDeque::new(),
@@ -190,6 +192,7 @@ impl BotCore {
             sent_frames: self.publishers.iter().map(|p| u64::from(p.seq)).sum(),
             connected: self.connected,
             keyframe_requests_received: self.keyframe_requests,
+            datagrams_in: self.datagrams_in,
         }
     }
 
@@ -242,6 +245,7 @@ impl BotCore {
         source: SocketAddr,
         data: &[u8],
     ) -> Result<(), BotError> {
+        self.datagrams_in += 1;
         let Ok(contents) = DatagramRecv::try_from(data) else {
             return Ok(());
         };

@@ -22,6 +22,8 @@ pub struct BotReport {
     pub connected: bool,
     /// Keyframe requests that reached this bot's published video.
     pub keyframe_requests_received: u64,
+    /// UDP datagrams received from the server (media, RTCP, STUN, DTLS).
+    pub datagrams_in: u64,
 }
 
 impl BotReport {

@@ -25,6 +25,10 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub media_addresses: Vec<IpAddr>,
+
+    /// Most participants in one room.
+    #[arg(long, env = "APARTE_MAX_PARTICIPANTS", default_value_t = aparte_proto::MAX_PARTICIPANTS_PER_ROOM)]
+    pub max_participants: usize,
 }
 
 impl Config {
@@ -35,6 +39,7 @@ impl Config {
             listen: SocketAddr::new(lo, 0),
             media_listen: SocketAddr::new(lo, 0),
             media_addresses: Vec::new(),
+            max_participants: aparte_proto::MAX_PARTICIPANTS_PER_ROOM,
         }
     }
 

@@ -78,9 +78,13 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     let http_addr = listener.local_addr()?;
     let media_addr = udp.local_addr()?;
     let candidates = config.media_candidates(media_addr);
+    let first = *candidates.first().context("no media candidate address")?;
+    let mut sfu_config = aparte_sfu::SfuConfig::new(first);
+    sfu_config.candidates = candidates;
+    sfu_config.max_participants_per_room = config.max_participants;
 
     let (media_tx, media_rx) = mpsc::channel(1024);
-    let media_task = tokio::spawn(media::run(udp, candidates, media_rx));
+    let media_task = tokio::spawn(media::run(udp, sfu_config, media_rx));
     let app = http::router(http::AppState::new(media_tx));
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

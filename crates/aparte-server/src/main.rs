@@ -14,7 +14,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let server = aparte_server::start(config).await?;
-    tracing::info!(
+    // Printed whatever the log level: it is the operator's next step.
+    println!(
         "Aparté is ready: open {} in a browser (media on UDP {})",
         display_url(server.http_addr),
         server.media_addr

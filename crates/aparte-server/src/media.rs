@@ -3,7 +3,6 @@
 //! [`MediaCmd`]s and hear back through their [`ConnEvent`] channel.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg};
@@ -51,17 +50,17 @@ pub enum ConnEvent {
 }
 
 /// Runs the media loop until every command sender is gone.
-pub async fn run(udp: UdpSocket, candidates: Vec<SocketAddr>, mut cmds: mpsc::Receiver<MediaCmd>) {
-    let Some(&first) = candidates.first() else {
-        warn!("no media candidate address; media disabled");
-        return;
+pub async fn run(udp: UdpSocket, config: SfuConfig, mut cmds: mpsc::Receiver<MediaCmd>) {
+    // str0m matches a datagram's destination against its local candidates, so
+    // a socket bound to 0.0.0.0 reports the first candidate address.
+    let local = match (udp.local_addr(), config.candidates.first()) {
+        (Ok(a), _) if !a.ip().is_unspecified() => a,
+        (_, Some(&c)) => c,
+        _ => {
+            warn!("media socket has no usable address; media disabled");
+            return;
+        }
     };
-    let local = match udp.local_addr() {
-        Ok(a) if !a.ip().is_unspecified() => a,
-        _ => first,
-    };
-    let mut config = SfuConfig::new(first);
-    config.candidates = candidates;
     let mut sfu = Sfu::new(config);
     let mut conns: HashMap<ParticipantId, mpsc::Sender<ConnEvent>> = HashMap::new();
     let mut buf = vec![0u8; 2048];

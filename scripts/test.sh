@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of Aparté: Rust unit, simulation and integration tests, then
+# the real-browser tests (headless Chromium against the release server binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== Rust tests (unit, SFU simulation, server integration with bots)"
+cargo test --workspace --all-targets
+
+echo "== Release build (the binary the browser tests run)"
+cargo build --release -p aparte-server
+
+echo "== Browser tests"
+chromium_bin="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$chromium_bin" ]; then
+  echo "error: browser tests need Chromium at $chromium_bin; install it with 'apt-get install chromium' (or set CHROMIUM=/path)." >&2
+  exit 1
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  echo "error: browser tests need Node.js and npm; install them with 'apt-get install nodejs npm'." >&2
+  exit 1
+fi
+cd e2e
+if [ ! -d node_modules/playwright-core ]; then
+  npm ci --no-audit --no-fund
+fi
+npm test
