@@ -45,9 +45,17 @@ async function expectVideoFrom(page, n, who) {
   await sleep(1000);
   const second = await decodedVideo(page);
   for (const peer of Object.keys(first)) assert.ok(second[peer] > first[peer], `${who}: frames from ${peer} keep rising`);
-  const widths = await page.$$eval('.tile:not(.local)[data-kind="camera"] video', (vs) => vs.map((v) => v.videoWidth));
-  assert.equal(widths.length, n, `${who}: ${n} remote camera tiles`);
-  for (const w of widths) assert.ok(w > 0, `${who}: remote video has a size (${widths})`);
+  // The element reports its size once it has presented a decoded frame.
+  await waitFor(
+    page,
+    (n) => {
+      const vs = [...document.querySelectorAll('.tile:not(.local)[data-kind="camera"] video')];
+      return vs.length === n && vs.every((v) => v.videoWidth > 0);
+    },
+    5000,
+    `${who}: ${n} remote camera videos with a size`,
+    n,
+  );
 }
 
 /** Waits until `page` receives audio samples from `n` peers, rising. */

@@ -12,6 +12,7 @@ const $ = (id) => document.getElementById(id);
 const ROOM_RE = /^[A-Za-z0-9_-]{6,64}$/;
 const NAME_KEY = 'aparte.name';
 const MAX_NAME = 64;
+const MEDIA_SLOW_MS = 10000;
 
 const ui = {
   screens: ['landing', 'prejoin', 'meeting', 'left'].map($),
@@ -219,6 +220,12 @@ class Meeting {
       return;
     }
     this.signaling.send({ type: 'join', room: this.room });
+    // If media has not connected after a while, say so instead of waiting silently.
+    clearTimeout(this.slowTimer);
+    this.slowTimer = setTimeout(() => {
+      const state = this.session?.pc.connectionState;
+      if (this.session && state !== 'connected') banner(t('error.mediaBlocked'));
+    }, MEDIA_SLOW_MS);
   }
 
   #onMessage(msg) {
@@ -305,6 +312,7 @@ class Meeting {
 
   #end(reason) {
     this.leaving = true;
+    clearTimeout(this.slowTimer);
     this.signaling?.close();
     this.session?.close();
     this.session = null;

@@ -121,7 +121,11 @@ fn leaving_ends_tracks_and_frees_the_room() {
     assert_eq!(s.bots[c].closed, Some(None));
     let left = s.id(c);
     for i in [a, b] {
-        assert!(s.bots[i].inbox.contains(&ServerMsg::PeerLeft { peer: left }));
+        assert!(
+            s.bots[i]
+                .inbox
+                .contains(&ServerMsg::PeerLeft { peer: left })
+        );
     }
     // The next offer to a and b no longer lists c's tracks.
     s.run(SECOND / 2);

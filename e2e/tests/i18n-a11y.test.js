@@ -1,0 +1,68 @@
+// The interface follows the browser's language (English or French), the switch
+// overrides it, and the main path works from the keyboard alone.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { launchBrowser, startServer, waitFor } from '../lib/harness.js';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('French browser gets French; the switch goes back to English', async () => {
+  const context = await browser.newContext({ locale: 'fr-FR' });
+  const page = await context.newPage();
+  await page.goto(server.url);
+  assert.equal(await page.textContent('#new-meeting'), 'Nouvelle réunion');
+  assert.equal(await page.getAttribute('html', 'lang'), 'fr');
+  await page.selectOption('#lang-select', 'en');
+  assert.equal(await page.textContent('#new-meeting'), 'New meeting');
+  // The choice is remembered.
+  await page.reload();
+  assert.equal(await page.textContent('#new-meeting'), 'New meeting');
+  await context.close();
+});
+
+test('keyboard only: create a meeting, name yourself, join, mute, leave', async () => {
+  const context = await browser.newContext({ locale: 'en-US' });
+  const page = await context.newPage();
+  await page.goto(server.url);
+  // Tab from the top of the page to "New meeting".
+  for (let i = 0; i < 10; i++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate(() => document.activeElement?.id) === 'new-meeting') break;
+  }
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'new-meeting');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/\/m\//);
+  await page.locator('#display-name').waitFor();
+  // The name field has focus when no name is remembered.
+  await waitFor(page, () => document.activeElement?.id === 'display-name', 5000, 'name field focused');
+  await page.keyboard.type('Keyboard User');
+  await page.keyboard.press('Enter');
+  await waitFor(page, () => window.aparte.diagnostics().me !== null, 10000, 'joined');
+  await page.focus('#mic-toggle');
+  await page.keyboard.press('Enter');
+  await waitFor(page, () => document.querySelector('#mic-toggle').getAttribute('aria-pressed') === 'false', 5000, 'mic off');
+  await page.focus('#leave');
+  await page.keyboard.press('Space');
+  await waitFor(page, () => !document.querySelector('#left').hidden, 5000, 'left screen');
+  // Every button and field has an accessible name.
+  const unnamed = await page.$$eval('button, input, select', (els) =>
+    els.filter((e) => {
+      const label = e.getAttribute('aria-label') || e.textContent.trim() || (e.id && document.querySelector(`label[for="${e.id}"]`)?.textContent.trim()) || e.closest('label')?.textContent.trim();
+      return !label;
+    }).map((e) => e.id || e.outerHTML.slice(0, 60)),
+  );
+  assert.deepEqual(unnamed, []);
+  await context.close();
+});

@@ -1,0 +1,47 @@
+// Screen sharing between two real browsers: the share appears as its own tile
+// on the other page, decodes, and goes away when the presenter stops.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { join, launchBrowser, newPage, sleep, startServer, stats, waitFor } from '../lib/harness.js';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+test('a screen share reaches the other participant and stops', { timeout: 60000 }, async () => {
+  const link = `${server.url}/m/screen-share-room`;
+  const alice = await newPage(browser);
+  await join(alice, link, 'Alice');
+  const bob = await newPage(browser);
+  await join(bob, link, 'Bob');
+  const aliceId = await alice.evaluate(() => window.aparte.diagnostics().me);
+
+  await alice.click('#screen-toggle');
+  await waitFor(alice, () => document.querySelector('#screen-toggle').getAttribute('aria-pressed') === 'true', 5000, 'sharing started');
+  await waitFor(bob, (id) => !!document.querySelector(`.tile[data-peer="${id}"][data-kind="screen"] video`), 15000, 'screen tile on bob', aliceId);
+  await waitFor(
+    bob,
+    async () => (await window.aparte.diagnostics().stats()).some((s) => s.source === 'screen' && s.framesDecoded > 3),
+    15000,
+    'screen frames decoded on bob',
+  );
+  const label = await bob.textContent(`.tile[data-peer="${aliceId}"][data-kind="screen"] .label`);
+  assert.equal(label, "Alice's screen");
+
+  await alice.click('#screen-toggle');
+  await waitFor(bob, (id) => !document.querySelector(`.tile[data-peer="${id}"][data-kind="screen"]`), 5000, 'screen tile removed', aliceId);
+  const frames = async () => (await stats(bob)).find((s) => s.source === 'screen')?.framesReceived ?? 0;
+  const f1 = await frames();
+  await sleep(1000);
+  assert.equal(await frames(), f1, 'no screen frames after the share stopped');
+});
