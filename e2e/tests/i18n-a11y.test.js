@@ -2,26 +2,15 @@
 // overrides it, and the main path works from the keyboard alone.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { launchBrowser, startServer, waitFor } from '../lib/harness.js';
+import { test } from 'node:test';
+import { serverAndBrowser, waitFor } from '../lib/harness.js';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 test('French browser gets French; the switch goes back to English', async () => {
-  const context = await browser.newContext({ locale: 'fr-FR' });
+  const context = await env.browser.newContext({ locale: 'fr-FR' });
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   assert.equal(await page.textContent('#new-meeting'), 'Nouvelle réunion');
   assert.equal(await page.getAttribute('html', 'lang'), 'fr');
   await page.selectOption('#lang-select', 'en');
@@ -33,9 +22,9 @@ test('French browser gets French; the switch goes back to English', async () => 
 });
 
 test('keyboard only: create a meeting, name yourself, join, mute, leave', async () => {
-  const context = await browser.newContext({ locale: 'en-US' });
+  const context = await env.browser.newContext({ locale: 'en-US' });
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(env.server.url);
   // Tab from the top of the page to "New meeting".
   for (let i = 0; i < 10; i++) {
     await page.keyboard.press('Tab');

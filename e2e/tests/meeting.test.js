@@ -2,22 +2,11 @@
 // join through the UI, see and hear each other, turn a camera off, and leave.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { join as pathJoin } from 'node:path';
-import { OUTPUT, join, launchBrowser, newPage, sleep, startServer, stats, waitFor } from '../lib/harness.js';
+import { OUTPUT, join, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/harness.js';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 /** Remote video tracks decoding on `page`: {peer → framesDecoded}. */
 async function decodedVideo(page) {
@@ -78,21 +67,21 @@ async function expectAudioFrom(page, n, who) {
 }
 
 test('two then three browsers meet, a camera goes off, one leaves', { timeout: 120000 }, async () => {
-  const alice = await newPage(browser);
-  await alice.goto(server.url);
+  const alice = await newPage(env.browser);
+  await alice.goto(env.server.url);
   await alice.click('#new-meeting');
   await alice.waitForURL(/\/m\/[A-Za-z0-9_-]{16}$/);
   const link = alice.url();
   await join(alice, link, 'Alice');
 
-  const bob = await newPage(browser);
+  const bob = await newPage(env.browser);
   await join(bob, link, 'Bob');
   await expectVideoFrom(alice, 1, 'alice');
   await expectVideoFrom(bob, 1, 'bob');
   await expectAudioFrom(alice, 1, 'alice');
   await expectAudioFrom(bob, 1, 'bob');
 
-  const carol = await newPage(browser);
+  const carol = await newPage(env.browser);
   await join(carol, link, 'Carol');
   for (const [page, who] of [[alice, 'alice'], [bob, 'bob'], [carol, 'carol']]) {
     await expectVideoFrom(page, 2, who);
@@ -136,7 +125,7 @@ test('two then three browsers meet, a camera goes off, one leaves', { timeout: 1
   assert.ok(await carol.isVisible('#left'));
 
   // Every request any page made went to the server's own origin.
-  const origin = new URL(server.url).origin;
+  const origin = new URL(env.server.url).origin;
   for (const page of [alice, bob, carol]) {
     for (const u of page.requests) {
       const parsed = new URL(u);

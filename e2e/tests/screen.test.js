@@ -2,27 +2,16 @@
 // on the other page, decodes, and goes away when the presenter stops.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { join, launchBrowser, newPage, sleep, startServer, stats, waitFor } from '../lib/harness.js';
+import { test } from 'node:test';
+import { join, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/harness.js';
 
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser();
 
 test('a screen share reaches the other participant and stops', { timeout: 60000 }, async () => {
-  const link = `${server.url}/m/screen-share-room`;
-  const alice = await newPage(browser);
+  const link = `${env.server.url}/m/screen-share-room`;
+  const alice = await newPage(env.browser);
   await join(alice, link, 'Alice');
-  const bob = await newPage(browser);
+  const bob = await newPage(env.browser);
   await join(bob, link, 'Bob');
   const aliceId = await alice.evaluate(() => window.aparte.diagnostics().me);
 

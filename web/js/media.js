@@ -54,6 +54,8 @@ export class LocalMedia {
     const s = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 15 }, audio: true });
     const [v] = s.getVideoTracks();
     const [a] = s.getAudioTracks();
+    // Text and slides matter more than motion: keep resolution, drop frames.
+    v.contentHint = 'detail';
     // The browser's own "Stop sharing" button ends the track.
     v.addEventListener('ended', () => this.stopScreen());
     this.#set('screen', v);

@@ -156,6 +156,12 @@ impl BotCore {
     fn new_rtc(now: Instant, local: SocketAddr, crypto: &Arc<CryptoProvider>) -> Rtc {
         let mut rtc = Rtc::builder()
             .set_crypto_provider(crypto.clone())
+            // str0m releases complete frames past a gap once this many packets
+            // wait (default 30); a frame repaired by retransmission after that
+            // would be delivered out of order. A receiver that checks order holds
+            // more, as a decoder's jitter buffer would (the 2 s timeout still
+            // bounds the wait).
+            .set_reordering_size_video(300)
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
