@@ -1,0 +1,192 @@
+//! SFrame (RFC 9605) keys for media frames, derived from the MLS group as in
+//! RFC 9605 §5.2: one base key per epoch from the MLS exporter, and one key per
+//! sender through the key id, which packs the sender's leaf index and the low
+//! bits of the epoch.
+//!
+//! A sender always seals with the newest epoch's key. A receiver keeps the
+//! previous epochs' keys for a grace period after moving on, so frames already in
+//! flight when a commit lands still open; after the grace they are refused.
+
+use std::collections::HashMap;
+
+use sframe::CipherSuite;
+use sframe::frame::{EncryptedFrame, MediaFrame, MonotonicCounter};
+use sframe::header::KeyId;
+use sframe::key::{DecryptionKey, EncryptionKey};
+use sframe::mls::{MlsExporter, MlsKeyId, MlsKeyIdBitRange};
+
+/// The SFrame cipher suite: AES-128-GCM with SHA-256, matching the MLS suite.
+pub const SFRAME_SUITE: CipherSuite = CipherSuite::AesGcm128Sha256;
+
+/// 8 bits of epoch and 8 bits of leaf index: two-byte key ids, up to 256 leaves.
+fn bit_range() -> MlsKeyIdBitRange {
+    MlsKeyIdBitRange::new(8, 8)
+}
+
+/// Which media a frame carries; decides how many leading bytes stay in clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// Opus audio.
+    Audio,
+    /// VP8 video.
+    Video,
+}
+
+/// Leading bytes left in clear (and authenticated as SFrame metadata).
+///
+/// Opus: the TOC byte. VP8: the payload header that packetizers and depacketizers
+/// read — 3 bytes of a delta frame, 10 of a keyframe (which carry the frame size).
+/// The SFU reads only bit 0 of the first byte (keyframe or not). Everything else,
+/// the picture and the sound, is encrypted.
+pub fn clear_prefix(kind: MediaKind, frame: &[u8]) -> usize {
+    let n = match kind {
+        MediaKind::Audio => 1,
+        MediaKind::Video => match frame.first() {
+            Some(b) if b & 1 == 0 => 10,
+            _ => 3,
+        },
+    };
+    n.min(frame.len())
+}
+
+/// Why a frame did not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// No key yet (the group is not joined) or the sender's key is unknown,
+    /// expired, or from an epoch this member never had.
+    #[error("no key for this frame")]
+    NoKey,
+    /// The frame failed authentication or is malformed.
+    #[error("frame failed authentication")]
+    Invalid,
+    /// This member has no group key to seal with.
+    #[error("not in a group: nothing may be sent")]
+    NotReady,
+}
+
+struct RxKey {
+    key: DecryptionKey,
+    /// When this key stops being accepted (ms, caller's clock); `None` while current.
+    expires_ms: Option<u64>,
+}
+
+/// The media keys of one member.
+pub struct MediaKeys {
+    grace_ms: u64,
+    sender: Option<(EncryptionKey, MonotonicCounter)>,
+    receive: HashMap<KeyId, RxKey>,
+    epoch: Option<u64>,
+}
+
+impl std::fmt::Debug for MediaKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaKeys")
+            .field("epoch", &self.epoch)
+            .field("receive_keys", &self.receive.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaKeys {
+    /// No keys yet; old epochs' keys are kept `grace_ms` after a new epoch.
+    pub fn new(grace_ms: u64) -> Self {
+        MediaKeys {
+            grace_ms,
+            sender: None,
+            receive: HashMap::new(),
+            epoch: None,
+        }
+    }
+
+    /// The epoch whose key seals outgoing frames.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// Installs the keys of a new epoch. `now_ms` starts the grace of the old ones.
+    pub(crate) fn rekey(
+        &mut self,
+        now_ms: u64,
+        exporter: &impl MlsExporter,
+        epoch: u64,
+        own_leaf: u32,
+        other_leaves: impl IntoIterator<Item = u32>,
+    ) -> Result<(), sframe::error::SframeError> {
+        for k in self.receive.values_mut() {
+            k.expires_ms.get_or_insert(now_ms + self.grace_ms);
+        }
+        self.expire(now_ms);
+        let kid = |leaf: u32| MlsKeyId::try_new(0u64, epoch, leaf, bit_range());
+        let enc = EncryptionKey::derive_from_mls(SFRAME_SUITE, exporter, kid(own_leaf)?)?;
+        self.sender = Some((enc, MonotonicCounter::default()));
+        for leaf in other_leaves {
+            let id = kid(leaf)?;
+            let key = DecryptionKey::derive_from_mls(SFRAME_SUITE, exporter, id)?;
+            self.receive.insert(
+                KeyId::from(id),
+                RxKey {
+                    key,
+                    expires_ms: None,
+                },
+            );
+        }
+        self.epoch = Some(epoch);
+        Ok(())
+    }
+
+    /// Forgets every key (the member left or was removed).
+    pub(crate) fn clear(&mut self) {
+        self.sender = None;
+        self.receive.clear();
+        self.epoch = None;
+    }
+
+    fn expire(&mut self, now_ms: u64) {
+        self.receive
+            .retain(|_, k| k.expires_ms.is_none_or(|t| now_ms < t));
+    }
+
+    /// Seals a frame: the clear prefix, then the SFrame header, ciphertext and tag.
+    pub fn seal(&mut self, kind: MediaKind, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
+        let (key, counter) = self.sender.as_mut().ok_or(FrameError::NotReady)?;
+        let n = clear_prefix(kind, frame);
+        let media = MediaFrame::try_with_meta_data(counter, &frame[n..], &frame[..n])
+            .map_err(|_| FrameError::NotReady)?;
+        let sealed = media.encrypt(key).map_err(|_| FrameError::Invalid)?;
+        Ok(sealed.as_ref().to_vec())
+    }
+
+    /// Opens a sealed frame, refusing keys past their grace at `now_ms`.
+    pub fn open(
+        &mut self,
+        now_ms: u64,
+        kind: MediaKind,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, FrameError> {
+        self.expire(now_ms);
+        let n = clear_prefix(kind, sealed);
+        let frame = EncryptedFrame::try_with_meta_data(&sealed[n..], &sealed[..n])
+            .map_err(|_| FrameError::Invalid)?;
+        let kid = frame.header().key_id();
+        let key = &self.receive.get(&kid).ok_or(FrameError::NoKey)?.key;
+        let media = frame.decrypt(key).map_err(|_| FrameError::Invalid)?;
+        let mut out = Vec::with_capacity(n + media.payload().len());
+        out.extend_from_slice(media.meta_data());
+        out.extend_from_slice(media.payload());
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_prefix_follows_the_codec() {
+        assert_eq!(clear_prefix(MediaKind::Audio, &[0xfc, 1, 2]), 1);
+        assert_eq!(clear_prefix(MediaKind::Video, &[0x10; 20]), 10); // P=0: keyframe
+        assert_eq!(clear_prefix(MediaKind::Video, &[0x11; 20]), 3); // P=1: delta
+        assert_eq!(clear_prefix(MediaKind::Video, &[0x10; 4]), 4);
+        assert_eq!(clear_prefix(MediaKind::Video, &[]), 0);
+    }
+}

@@ -1,0 +1,526 @@
+//! One participant's MLS state: its identity, its group, and the checks it
+//! applies to every change before accepting it.
+
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::*;
+use openmls::schedule::{ExternalPsk, PreSharedKeyId, Psk};
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+
+use crate::link::LinkSecret;
+use crate::media::MediaKeys;
+use crate::{E2eeError, SecurityCode};
+
+/// The MLS cipher suite: X25519, AES-128-GCM, SHA-256, Ed25519.
+pub const MLS_SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Id of the external PSK derived from the link secret.
+const LINK_PSK_ID: &[u8] = b"aparte/link/v1";
+
+/// Key package extension (private-use range) carrying the join MAC.
+const JOIN_MAC_EXTENSION: u16 = 0xff0a;
+
+/// What a joiner publishes: its key package, which carries the join MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    /// TLS-serialized MLS KeyPackage.
+    pub key_package: Vec<u8>,
+}
+
+/// A commit this member made, for the delivery service to order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The epoch the commit applies to (it creates `epoch + 1`).
+    pub epoch: u64,
+    /// The TLS-serialized MLS commit message, for every member.
+    pub message: Vec<u8>,
+    /// The TLS-serialized Welcome, for the members it adds.
+    pub welcome: Option<Vec<u8>>,
+}
+
+/// What an incoming message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// This member joined the group from a Welcome.
+    Joined {
+        /// The epoch joined.
+        epoch: u64,
+    },
+    /// A commit moved the group to a new epoch.
+    NewEpoch {
+        /// The new epoch.
+        epoch: u64,
+        /// Participants the commit added.
+        added: Vec<u64>,
+        /// Participants the commit removed.
+        removed: Vec<u64>,
+    },
+    /// A commit removed this member: it holds no key any more.
+    Removed,
+    /// An application message, authenticated as sent by `sender`.
+    Application {
+        /// The sending participant.
+        sender: u64,
+        /// The plaintext.
+        data: Vec<u8>,
+    },
+    /// A message this member can ignore (a proposal, or a message of an epoch it
+    /// already left).
+    Ignored,
+}
+
+/// One participant of an end-to-end encrypted meeting.
+pub struct Member {
+    id: u64,
+    link: LinkSecret,
+    provider: OpenMlsRustCrypto,
+    signer: SignatureKeyPair,
+    credential: CredentialWithKey,
+    group: Option<MlsGroup>,
+    media: MediaKeys,
+}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.id)
+            .field("epoch", &self.epoch())
+            .finish_non_exhaustive()
+    }
+}
+
+fn mls<E: std::fmt::Display>(e: E) -> E2eeError {
+    E2eeError::Mls(e.to_string())
+}
+
+/// Leaf capabilities: defaults, plus the join MAC's key package extension.
+fn capabilities() -> Capabilities {
+    Capabilities::new(
+        None,
+        None,
+        Some(&[ExtensionType::Unknown(JOIN_MAC_EXTENSION)]),
+        None,
+        None,
+    )
+}
+
+/// The participant id a credential names, if it is one of ours.
+fn participant_of(credential: &Credential) -> Option<u64> {
+    let bytes: [u8; 8] = credential.serialized_content().try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+impl Member {
+    /// A participant with server-given id `id` holding the meeting link's
+    /// secret. `grace_ms` is how long old epochs' media keys stay accepted.
+    pub fn new(id: u64, link: LinkSecret, grace_ms: u64) -> Result<Self, E2eeError> {
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(MLS_SUITE.signature_algorithm()).map_err(mls)?;
+        signer.store(provider.storage()).map_err(mls)?;
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(id.to_be_bytes().to_vec()).into(),
+            signature_key: signer.to_public_vec().into(),
+        };
+        // The link PSK is in the store, so a Welcome that needs it can be
+        // processed; a joiner without the link cannot.
+        let psk_id = PreSharedKeyId::new(
+            MLS_SUITE,
+            provider.rand(),
+            Psk::External(ExternalPsk::new(LINK_PSK_ID.to_vec())),
+        )
+        .map_err(mls)?;
+        psk_id.store(&provider, &link.psk()).map_err(mls)?;
+        Ok(Member {
+            id,
+            link,
+            provider,
+            signer,
+            credential,
+            group: None,
+            media: MediaKeys::new(grace_ms),
+        })
+    }
+
+    /// This participant's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The current epoch, once in a group.
+    pub fn epoch(&self) -> Option<u64> {
+        self.group.as_ref().map(|g| g.epoch().as_u64())
+    }
+
+    /// Whether this member is in a group and can send.
+    pub fn is_ready(&self) -> bool {
+        self.group.as_ref().is_some_and(MlsGroup::is_active)
+    }
+
+    /// Whether a commit of this member awaits the delivery service's verdict.
+    pub fn has_pending_commit(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|g| g.pending_commit().is_some())
+    }
+
+    /// The participant ids the current keys cover, in leaf order.
+    pub fn members(&self) -> Vec<u64> {
+        self.group
+            .as_ref()
+            .map(|g| {
+                g.members()
+                    .filter_map(|m| participant_of(&m.credential))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// This member's own leaf index.
+    pub fn own_leaf(&self) -> Option<u32> {
+        self.group.as_ref().map(|g| g.own_leaf_index().u32())
+    }
+
+    /// The media keys (seal and open frames).
+    pub fn media(&mut self) -> &mut MediaKeys {
+        &mut self.media
+    }
+
+    /// The code every member of this epoch sees, to compare out of band.
+    pub fn security_code(&self) -> Option<SecurityCode> {
+        self.group
+            .as_ref()
+            .map(|g| SecurityCode::from_authenticator(g.epoch_authenticator().as_slice()))
+    }
+
+    /// Starts a new group (the first participant of a meeting).
+    pub fn create_group(&mut self, now_ms: u64, group_id: &[u8]) -> Result<(), E2eeError> {
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(MLS_SUITE)
+            .capabilities(capabilities())
+            .use_ratchet_tree_extension(true)
+            .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(1)
+            .build();
+        let group = MlsGroup::new_with_group_id(
+            &self.provider,
+            &self.signer,
+            &config,
+            GroupId::from_slice(group_id),
+            self.credential.clone(),
+        )
+        .map_err(mls)?;
+        self.group = Some(group);
+        self.rekey(now_ms)
+    }
+
+    /// A key package for joining, with the join MAC that proves the link.
+    pub fn join_request(&self) -> Result<JoinRequest, E2eeError> {
+        // The MAC binds the participant id to the signature key that signs the
+        // key package: a ghost cannot reuse a genuine joiner's MAC without that
+        // joiner's private key, and cannot make its own without the link.
+        let mac = self
+            .link
+            .join_mac(self.id, self.credential.signature_key.as_slice());
+        let ext = Extensions::single(Extension::Unknown(
+            JOIN_MAC_EXTENSION,
+            UnknownExtension(mac.to_vec()),
+        ))
+        .map_err(mls)?;
+        let bundle = KeyPackage::builder()
+            .leaf_node_capabilities(capabilities())
+            .key_package_extensions(ext)
+            .build(
+                MLS_SUITE,
+                &self.provider,
+                &self.signer,
+                self.credential.clone(),
+            )
+            .map_err(mls)?;
+        let key_package = bundle.key_package().tls_serialize_detached().map_err(mls)?;
+        Ok(JoinRequest { key_package })
+    }
+
+    /// Checks a join request from participant `from`: a valid key package of
+    /// our suite, naming `from`, carrying a join MAC made with the link.
+    pub fn verify_join_request(
+        &self,
+        from: u64,
+        req: &JoinRequest,
+    ) -> Result<KeyPackage, E2eeError> {
+        let kp = KeyPackageIn::tls_deserialize_exact(req.key_package.as_slice())
+            .map_err(|_| E2eeError::Malformed)?
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(mls)?;
+        if kp.ciphersuite() != MLS_SUITE {
+            return Err(E2eeError::Refused("key package of another cipher suite"));
+        }
+        if participant_of(kp.leaf_node().credential()) != Some(from) {
+            return Err(E2eeError::Refused("key package names someone else"));
+        }
+        self.check_link_proof(&kp)?;
+        Ok(kp)
+    }
+
+    fn check_link_proof(&self, kp: &KeyPackage) -> Result<(), E2eeError> {
+        let who = participant_of(kp.leaf_node().credential())
+            .ok_or(E2eeError::Refused("credential is not a participant id"))?;
+        let tag = kp
+            .extensions()
+            .unknown(JOIN_MAC_EXTENSION)
+            .map(|u| u.0.as_slice())
+            .ok_or(E2eeError::Refused("key package has no link proof"))?;
+        let sig = kp.leaf_node().signature_key().as_slice();
+        if self.link.verify_join_mac(who, sig, tag) {
+            Ok(())
+        } else {
+            Err(E2eeError::Refused("key package's link proof is wrong"))
+        }
+    }
+
+    /// Commits adding `adds` (already verified) and removing the participants
+    /// `removes`. The commit stays pending until the delivery service orders it:
+    /// call [`Member::commit_accepted`] or [`Member::commit_rejected`].
+    pub fn commit(&mut self, adds: Vec<KeyPackage>, removes: &[u64]) -> Result<Commit, E2eeError> {
+        let group = self.group.as_mut().ok_or(E2eeError::NotInGroup)?;
+        if group.pending_commit().is_some() {
+            return Err(E2eeError::CommitPending);
+        }
+        let leaves: Vec<LeafNodeIndex> = group
+            .members()
+            .filter(|m| participant_of(&m.credential).is_some_and(|p| removes.contains(&p)))
+            .map(|m| m.index)
+            .collect();
+        let has_adds = !adds.is_empty();
+        let epoch = group.epoch().as_u64();
+        let mut builder = group
+            .commit_builder()
+            .propose_adds(adds)
+            .propose_removals(leaves);
+        if has_adds {
+            let psk = PreSharedKeyId::new(
+                MLS_SUITE,
+                self.provider.rand(),
+                Psk::External(ExternalPsk::new(LINK_PSK_ID.to_vec())),
+            )
+            .map_err(mls)?;
+            builder = builder.add_proposal(Proposal::PreSharedKey(Box::new(
+                PreSharedKeyProposal::new(psk),
+            )));
+        }
+        let bundle = builder
+            .load_psks(self.provider.storage())
+            .map_err(mls)?
+            .build(
+                self.provider.rand(),
+                self.provider.crypto(),
+                &self.signer,
+                |_| true,
+            )
+            .map_err(mls)?
+            .stage_commit(&self.provider)
+            .map_err(mls)?;
+        let (commit, welcome, _) = bundle.into_messages();
+        Ok(Commit {
+            epoch,
+            message: commit.tls_serialize_detached().map_err(mls)?,
+            welcome: welcome
+                .map(|w| w.tls_serialize_detached())
+                .transpose()
+                .map_err(mls)?,
+        })
+    }
+
+    /// The delivery service ordered this member's pending commit: apply it.
+    pub fn commit_accepted(&mut self, now_ms: u64) -> Result<Incoming, E2eeError> {
+        let group = self.group.as_mut().ok_or(E2eeError::NotInGroup)?;
+        let staged = group.pending_commit().ok_or(E2eeError::NoPendingCommit)?;
+        let added = staged
+            .add_proposals()
+            .filter_map(|a| participant_of(a.add_proposal().key_package().leaf_node().credential()))
+            .collect();
+        let removed = removed_ids(group, staged);
+        group.merge_pending_commit(&self.provider).map_err(mls)?;
+        self.rekey(now_ms)?;
+        Ok(Incoming::NewEpoch {
+            epoch: self.epoch().unwrap_or_default(),
+            added,
+            removed,
+        })
+    }
+
+    /// Another commit won the epoch: drop this member's pending one.
+    pub fn commit_rejected(&mut self) -> Result<(), E2eeError> {
+        let group = self.group.as_mut().ok_or(E2eeError::NotInGroup)?;
+        group
+            .clear_pending_commit(self.provider.storage())
+            .map_err(mls)
+    }
+
+    /// Processes a message the delivery service relayed: a Welcome (to join),
+    /// a commit of another member, or an application message.
+    pub fn process(&mut self, now_ms: u64, bytes: &[u8]) -> Result<Incoming, E2eeError> {
+        let msg = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| E2eeError::Malformed)?;
+        match msg.extract() {
+            MlsMessageBodyIn::Welcome(welcome) => self.join_from_welcome(now_ms, welcome),
+            MlsMessageBodyIn::PrivateMessage(m) => self.process_protocol(now_ms, m.into()),
+            MlsMessageBodyIn::PublicMessage(m) => self.process_protocol(now_ms, m.into()),
+            _ => Err(E2eeError::Malformed),
+        }
+    }
+
+    fn join_from_welcome(&mut self, now_ms: u64, welcome: Welcome) -> Result<Incoming, E2eeError> {
+        if self.group.is_some() {
+            return Ok(Incoming::Ignored);
+        }
+        let config = MlsGroupJoinConfig::builder()
+            .use_ratchet_tree_extension(true)
+            .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(1)
+            .build();
+        let staged =
+            StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None).map_err(mls)?;
+        // Every member of the group we join must have proved the link.
+        for m in staged.members() {
+            if participant_of(&m.credential).is_none() {
+                return Err(E2eeError::Refused(
+                    "group has a member that is not a participant",
+                ));
+            }
+        }
+        let group = staged.into_group(&self.provider).map_err(mls)?;
+        self.group = Some(group);
+        self.rekey(now_ms)?;
+        Ok(Incoming::Joined {
+            epoch: self.epoch().unwrap_or_default(),
+        })
+    }
+
+    fn process_protocol(
+        &mut self,
+        now_ms: u64,
+        msg: ProtocolMessage,
+    ) -> Result<Incoming, E2eeError> {
+        let group = self.group.as_mut().ok_or(E2eeError::NotInGroup)?;
+        let epoch = group.epoch();
+        if msg.epoch() < epoch && msg.content_type() == ContentType::Commit {
+            return Ok(Incoming::Ignored);
+        }
+        // A commit of another member for our epoch means ours lost the race.
+        if msg.content_type() == ContentType::Commit && group.pending_commit().is_some() {
+            group
+                .clear_pending_commit(self.provider.storage())
+                .map_err(mls)?;
+        }
+        let processed = group.process_message(&self.provider, msg).map_err(mls)?;
+        let sender = match processed.sender() {
+            Sender::Member(leaf) => group.member(*leaf).and_then(participant_of),
+            _ => None,
+        };
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app) => Ok(Incoming::Application {
+                sender: sender.ok_or(E2eeError::Refused("application message of a non-member"))?,
+                data: app.into_bytes(),
+            }),
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                // Refuse any Add that does not prove the link, and any commit
+                // that adds without the link PSK: a member who lacks the link
+                // must never be let in, whoever committed it.
+                let mut added = Vec::new();
+                for add in staged.add_proposals() {
+                    let kp = add.add_proposal().key_package();
+                    self.check_link_proof(kp)?;
+                    added.extend(participant_of(kp.leaf_node().credential()));
+                }
+                let group = self.group.as_mut().ok_or(E2eeError::NotInGroup)?;
+                if !added.is_empty() && !has_link_psk(&staged) {
+                    return Err(E2eeError::Refused(
+                        "commit adds members without the link PSK",
+                    ));
+                }
+                let removed = removed_ids(group, &staged);
+                let self_removed = staged.self_removed();
+                group
+                    .merge_staged_commit(&self.provider, *staged)
+                    .map_err(mls)?;
+                if self_removed {
+                    self.group = None;
+                    self.media.clear();
+                    return Ok(Incoming::Removed);
+                }
+                self.rekey(now_ms)?;
+                Ok(Incoming::NewEpoch {
+                    epoch: self.epoch().unwrap_or_default(),
+                    added,
+                    removed,
+                })
+            }
+            _ => Ok(Incoming::Ignored),
+        }
+    }
+
+    /// Encrypts and signs an application message for the group.
+    pub fn seal_app(&mut self, data: &[u8]) -> Result<Vec<u8>, E2eeError> {
+        let group = self.group.as_mut().ok_or(E2eeError::NotInGroup)?;
+        let msg = group
+            .create_message(&self.provider, &self.signer, data)
+            .map_err(mls)?;
+        msg.tls_serialize_detached().map_err(mls)
+    }
+
+    fn rekey(&mut self, now_ms: u64) -> Result<(), E2eeError> {
+        let group = self.group.as_ref().ok_or(E2eeError::NotInGroup)?;
+        let own = group.own_leaf_index().u32();
+        let others: Vec<u32> = group
+            .members()
+            .map(|m| m.index.u32())
+            .filter(|&l| l != own)
+            .collect();
+        let exporter = Exporter {
+            group,
+            provider: &self.provider,
+        };
+        self.media
+            .rekey(now_ms, &exporter, group.epoch().as_u64(), own, others)
+            .map_err(|e| E2eeError::Mls(e.to_string()))
+    }
+}
+
+/// Whether the commit carries an external PSK. The only external PSK in a
+/// member's store is the link PSK, and openmls refuses a commit whose PSKs it
+/// cannot load, so an external PSK in a commit that processed is the link's.
+fn has_link_psk(staged: &StagedCommit) -> bool {
+    const EXTERNAL: u8 = 1; // PSKType external (RFC 9420 §8.4)
+    staged.psk_proposals().any(|p| {
+        p.psk_proposal()
+            .tls_serialize_detached()
+            .is_ok_and(|b| b.first() == Some(&EXTERNAL))
+    })
+}
+
+fn removed_ids(group: &MlsGroup, staged: &StagedCommit) -> Vec<u64> {
+    staged
+        .remove_proposals()
+        .filter_map(|r| {
+            group
+                .member(r.remove_proposal().removed())
+                .and_then(participant_of)
+        })
+        .collect()
+}
+
+/// The MLS exporter as SFrame's key derivation wants it.
+struct Exporter<'a> {
+    group: &'a MlsGroup,
+    provider: &'a OpenMlsRustCrypto,
+}
+
+impl sframe::mls::MlsExporter for Exporter<'_> {
+    type BaseKey = Vec<u8>;
+    type Error = E2eeError;
+
+    fn export_secret(&self, label: &str, context: &[u8], len: usize) -> Result<Vec<u8>, E2eeError> {
+        self.group
+            .export_secret(self.provider.crypto(), label, context, len)
+            .map_err(mls)
+    }
+}
