@@ -134,12 +134,13 @@ impl Drop for ServerProc {
 async fn fanout(args: &Args, n: usize) -> anyhow::Result<FanoutRow> {
     let server = ServerProc::start(&args.server)?;
     let epoch = Instant::now();
+    let link = aparte_e2ee::LinkSecret::from_bytes([3; 16]);
     let room = RoomId::parse(&format!("bench-fanout-{n}")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let publisher = Bot::join(
         &server.ws_url,
         room.clone(),
         LOOPBACK,
-        BotConfig::new(args.video_bps, epoch),
+        BotConfig::new(args.video_bps, epoch, link.clone()),
     )
     .await?;
     let mut receivers = Vec::with_capacity(n);
@@ -150,7 +151,7 @@ async fn fanout(args: &Args, n: usize) -> anyhow::Result<FanoutRow> {
                 &server.ws_url,
                 room.clone(),
                 LOOPBACK,
-                BotConfig::receive_only(epoch),
+                BotConfig::receive_only(epoch, link.clone()),
             )
         });
         for b in futures_util::future::join_all(joins).await {

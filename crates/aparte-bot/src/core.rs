@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aparte_e2ee::{LinkSecret, MediaKind, Session, SessionEvent, SessionOut, b64};
 use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, ServerMsg, TrackSource};
 use str0m::change::SdpOffer;
 use str0m::crypto::{CryptoProvider, from_feature_flags};
@@ -31,11 +32,18 @@ pub struct BotConfig {
     pub keyframe_interval: Duration,
     /// The time all bots of a run stamp frames against, to measure latency.
     pub epoch: Instant,
+    /// The meeting link's secret: without it the bot cannot join the group.
+    pub link: LinkSecret,
+    /// The display name the bot announces (end-to-end encrypted).
+    pub name: String,
+    /// How long old epochs' media keys stay accepted, in ms.
+    pub grace_ms: u64,
 }
 
 impl BotConfig {
-    /// A bot that publishes `video_bps` of video at 30 fps and audio.
-    pub fn new(video_bps: u32, epoch: Instant) -> Self {
+    /// A bot of the meeting whose link holds `link`, publishing `video_bps`
+    /// of video at 30 fps and audio.
+    pub fn new(video_bps: u32, epoch: Instant, link: LinkSecret) -> Self {
         BotConfig {
             video_bps,
             fps: 30,
@@ -43,15 +51,18 @@ impl BotConfig {
             audio_frame_bytes: 80,
             keyframe_interval: Duration::from_secs(2),
             epoch,
+            link,
+            name: String::from("bot"),
+            grace_ms: 1000,
         }
     }
 
     /// A bot that only receives.
-    pub fn receive_only(epoch: Instant) -> Self {
+    pub fn receive_only(epoch: Instant, link: LinkSecret) -> Self {
         BotConfig {
             video_bps: 0,
             audio: false,
-            ..BotConfig::new(0, epoch)
+            ..BotConfig::new(0, epoch, link)
         }
     }
 }
@@ -82,6 +93,9 @@ pub enum BotError {
     /// The media connection failed.
     #[error("media connection lost")]
     Disconnected,
+    /// End-to-end encryption could not start or go on.
+    #[error("e2ee: {0}")]
+    E2ee(String),
 }
 
 /// A frame generator for one published source.
@@ -117,6 +131,9 @@ pub struct BotCore {
     out: VecDeque<BotOutput>,
     buf: Vec<u8>,
     crypto: Arc<CryptoProvider>,
+    /// The E2EE session, from the server's welcome on.
+    session: Option<Session>,
+    e2ee: crate::report::E2eeReport,
 }
 
 impl std::fmt::Debug for BotCore {
@@ -150,6 +167,8 @@ impl BotCore {
             out: VecDeque::new(),
             buf: Vec::with_capacity(2048),
             crypto,
+            session: None,
+            e2ee: Default::default(),
         }
     }
 
@@ -199,20 +218,87 @@ impl BotCore {
             connected: self.connected,
             keyframe_requests_received: self.keyframe_requests,
             datagrams_in: self.datagrams_in,
+            e2ee: {
+                let mut e = self.e2ee.clone();
+                if let Some(s) = &self.session {
+                    e.epoch = s.epoch();
+                    e.members = s.members().into_iter().map(ParticipantId).collect();
+                    e.security_code = s.security_code().map(|c| c.digits);
+                }
+                e
+            },
         }
     }
 
     /// Handles a message from the server.
     pub fn handle_signal(&mut self, now: Instant, msg: ServerMsg) -> Result<(), BotError> {
         match msg {
-            ServerMsg::Welcome { you, peers } => {
+            ServerMsg::Welcome {
+                you,
+                peers,
+                create_group,
+            } => {
                 self.me = Some(you);
                 self.peers = peers.into_iter().map(|p| p.id).collect();
+                let mut session = Session::new(
+                    you.0,
+                    self.config.link.clone(),
+                    self.config.grace_ms,
+                    &you.0.to_be_bytes(),
+                )
+                .map_err(|e| BotError::E2ee(e.to_string()))?;
+                session
+                    .start(self.ms(now), create_group)
+                    .map_err(|e| BotError::E2ee(e.to_string()))?;
+                self.session = Some(session);
             }
             ServerMsg::PeerJoined { peer } => self.peers.push(peer.id),
             ServerMsg::PeerLeft { peer } => {
                 self.peers.retain(|&p| p != peer);
                 self.tracks.retain(|_, (p, _)| *p != peer);
+                let ms = self.ms(now);
+                if let Some(s) = &mut self.session {
+                    s.peer_left(ms, peer.0);
+                }
+            }
+            ServerMsg::MlsJoinRequest { from, data } => {
+                let ms = self.ms(now);
+                if let (Some(s), Some(kp)) = (&mut self.session, b64::decode(&data)) {
+                    s.join_request(ms, from.0, kp);
+                }
+            }
+            ServerMsg::MlsCommit { from, data, .. } => {
+                let ms = self.ms(now);
+                if let (Some(s), Some(c)) = (&mut self.session, b64::decode(&data)) {
+                    s.commit(ms, from.0, &c);
+                }
+            }
+            ServerMsg::MlsCommitResult { accepted, .. } => {
+                let ms = self.ms(now);
+                if let Some(s) = &mut self.session {
+                    s.commit_result(ms, accepted);
+                }
+            }
+            ServerMsg::MlsWelcome { data } => {
+                let ms = self.ms(now);
+                if let (Some(s), Some(w)) = (&mut self.session, b64::decode(&data)) {
+                    if let Err(e) = s.welcome(ms, &w) {
+                        self.e2ee.refusals.push(e.to_string());
+                    }
+                }
+            }
+            ServerMsg::MlsApp { from, data } => {
+                let ms = self.ms(now);
+                if let (Some(s), Some(m)) = (&mut self.session, b64::decode(&data)) {
+                    s.app(ms, from.0, &m);
+                }
+            }
+            ServerMsg::MlsCreateGroup => {
+                let ms = self.ms(now);
+                if let Some(s) = &mut self.session {
+                    s.create_group(ms)
+                        .map_err(|e| BotError::E2ee(e.to_string()))?;
+                }
             }
             ServerMsg::Offer {
                 sdp,
@@ -241,7 +327,70 @@ impl BotCore {
             ServerMsg::Relay { .. } => {}
             ServerMsg::Error { code, message } => return Err(BotError::Server(code, message)),
         }
+        self.drain_session();
         self.drain(now)
+    }
+
+    /// Milliseconds on the bots' shared clock, for the E2EE session.
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.config.epoch).as_millis() as u64
+    }
+
+    /// Sends a chat message to the group (end-to-end encrypted).
+    pub fn send_chat(&mut self, text: &str) -> Result<(), BotError> {
+        let msg = serde_json::json!({ "t": "chat", "text": text }).to_string();
+        let s = self
+            .session
+            .as_mut()
+            .ok_or(BotError::E2ee("not in a group".into()))?;
+        s.send(msg.as_bytes())
+            .map_err(|e| BotError::E2ee(e.to_string()))?;
+        self.drain_session();
+        Ok(())
+    }
+
+    /// Moves what the E2EE session produced to the signaling queue and the report.
+    fn drain_session(&mut self) {
+        let Some(s) = &mut self.session else { return };
+        let mut announce = false;
+        while let Some(ev) = s.poll_event() {
+            match ev {
+                SessionEvent::Epoch { .. } => announce = true,
+                SessionEvent::Message { from, data } => {
+                    let text = String::from_utf8_lossy(&data).into_owned();
+                    self.e2ee.messages.push((ParticipantId(from), text));
+                }
+                SessionEvent::Removed => self.e2ee.removed = true,
+                SessionEvent::Refused { reason, .. } => self.e2ee.refusals.push(reason),
+            }
+        }
+        if announce {
+            // Everyone of the new epoch learns this bot's name.
+            let state = serde_json::json!({ "t": "state", "name": self.config.name }).to_string();
+            let _ = s.send(state.as_bytes());
+        }
+        while let Some(out) = s.poll_output() {
+            let msg = match out {
+                SessionOut::KeyPackage(kp) => ClientMsg::MlsKeyPackage {
+                    data: b64::encode(&kp),
+                },
+                SessionOut::Commit {
+                    epoch,
+                    message,
+                    welcome,
+                    added,
+                } => ClientMsg::MlsCommit {
+                    epoch,
+                    data: b64::encode(&message),
+                    welcome: welcome.map(|w| b64::encode(&w)),
+                    added: added.into_iter().map(ParticipantId).collect(),
+                },
+                SessionOut::App(m) => ClientMsg::MlsApp {
+                    data: b64::encode(&m),
+                },
+            };
+            self.out.push_back(BotOutput::Signal(msg));
+        }
     }
 
     /// Handles a datagram from the server.
@@ -272,6 +421,11 @@ impl BotCore {
 
     /// Advances time: publishes frames that are due.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), BotError> {
+        let ms = self.ms(now);
+        if let Some(s) = &mut self.session {
+            s.handle_timeout(ms);
+        }
+        self.drain_session();
         if self.connected {
             self.publish_due(now);
         }
@@ -287,6 +441,9 @@ impl BotCore {
     /// When [`BotCore::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.next_wake;
+        if let Some(ms) = self.session.as_ref().and_then(Session::poll_timeout) {
+            t = t.min(self.config.epoch + Duration::from_millis(ms));
+        }
         if self.connected {
             for p in &self.publishers {
                 t = t.min(p.next);
@@ -354,6 +511,25 @@ impl BotCore {
                     sent_us: now.saturating_duration_since(epoch).as_micros() as u64,
                 };
                 payload::encode(&info, p.frame_bytes, &mut self.buf);
+                let kind = if video {
+                    MediaKind::Video
+                } else {
+                    MediaKind::Audio
+                };
+                // Fail closed: a frame that cannot be sealed is not sent.
+                let sealed = match self
+                    .session
+                    .as_mut()
+                    .map(|s| s.media().seal(kind, &self.buf))
+                {
+                    Some(Ok(sealed)) => sealed,
+                    _ => {
+                        self.e2ee.frames_not_sent += 1;
+                        p.seq = p.seq.wrapping_add(1);
+                        p.next += p.interval;
+                        continue;
+                    }
+                };
                 let rtp_time =
                     u64::from(p.seq) * p.clock_rate * p.interval.as_micros() as u64 / 1_000_000;
                 let freq = if video {
@@ -364,7 +540,7 @@ impl BotCore {
                 if let Some(writer) = self.rtc.writer(p.mid) {
                     let pt = writer.payload_params().next().map(|pp| pp.pt());
                     if let Some(pt) = pt {
-                        let data: Arc<[u8]> = self.buf.as_slice().into();
+                        let data: Arc<[u8]> = sealed.into();
                         let _ = writer.write(pt, now, MediaTime::new(rtp_time, freq), data);
                     }
                 }
@@ -418,9 +594,26 @@ impl BotCore {
             .entry((peer, source))
             .or_insert_with(|| StreamReport::new(peer, source));
         let now_us = now.saturating_duration_since(self.config.epoch).as_micros() as u64;
-        match payload::decode(&d.data) {
+        let kind = if source.is_audio() {
+            MediaKind::Audio
+        } else {
+            MediaKind::Video
+        };
+        let ms = now_us / 1000;
+        let opened = self
+            .session
+            .as_mut()
+            .map(|sess| sess.media().open(ms, kind, &d.data));
+        let plain = match opened {
+            Some(Ok(p)) => p,
+            _ => {
+                s.undecryptable += 1;
+                return;
+            }
+        };
+        match payload::decode(&plain) {
             Ok(info) if info.publisher == peer && info.source == source => {
-                s.record(&info, d.data.len(), now_us);
+                s.record(&info, plain.len(), now_us);
             }
             Ok(_) => s.wrong_sender += 1,
             Err(_) => s.corrupt += 1,

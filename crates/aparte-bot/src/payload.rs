@@ -5,18 +5,24 @@
 //! Layout (big endian):
 //!
 //! ```text
-//! 0      1          4       8              16      17    21           29      33        len-4   len
-//! | tag  | reserved | magic | publisher id | source | seq | send time µs | len  | filler … | fnv1a |
+//! 0     1       10      14             22       23    27             35     39       55        len-4  len
+//! | tag | codec | magic | publisher id | source | seq | send time µs | len  | marker | filler … | fnv1a |
 //! ```
 //!
-//! The first byte is where a VP8 payload header sits: bit 0 clear marks a
-//! keyframe, as a real VP8 frame would (the SFU's depacketizer reads only that).
+//! The first ten bytes stand where a VP8 payload header sits (bit 0 of the first
+//! byte clear marks a keyframe, the only bit the SFU reads). End-to-end
+//! encryption leaves up to those ten bytes in clear, so nothing a test looks
+//! for is there: [`MARKER`], the plaintext a server tap must never see, follows.
 
 use aparte_proto::{ParticipantId, TrackSource};
 
 const MAGIC: &[u8; 4] = b"APBT";
+/// Bytes every frame carries in its encrypted part, for taps to look for.
+pub const MARKER: &[u8; 16] = b"aparte-plaintext";
+/// Bytes of the codec-like prefix.
+const CODEC_LEN: usize = 10;
 /// Bytes before the filler.
-pub const HEADER_LEN: usize = 33;
+pub const HEADER_LEN: usize = CODEC_LEN + 4 + 8 + 1 + 4 + 8 + 4 + 16;
 /// Smallest frame: header and checksum.
 pub const MIN_LEN: usize = HEADER_LEN + 4;
 
@@ -76,13 +82,14 @@ pub fn encode(info: &FrameInfo, len: usize, out: &mut Vec<u8>) {
     let len = len.max(MIN_LEN);
     out.clear();
     out.push(if info.keyframe { 0x00 } else { 0x01 });
-    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&[0; CODEC_LEN - 1]);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&info.publisher.0.to_be_bytes());
     out.push(source_byte(info.source));
     out.extend_from_slice(&info.seq.to_be_bytes());
     out.extend_from_slice(&info.sent_us.to_be_bytes());
     out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(MARKER);
     let filler = len - MIN_LEN;
     out.extend((0..filler).map(|i| (i as u32).wrapping_add(info.seq) as u8));
     let sum = fnv1a(out);
@@ -94,7 +101,8 @@ pub fn decode(data: &[u8]) -> Result<FrameInfo, FrameError> {
     if data.len() < MIN_LEN {
         return Err(FrameError::Length);
     }
-    if &data[4..8] != MAGIC {
+    const AT: usize = CODEC_LEN;
+    if &data[AT..AT + 4] != MAGIC {
         return Err(FrameError::Magic);
     }
     let be32 = |at: usize| u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
@@ -103,14 +111,14 @@ pub fn decode(data: &[u8]) -> Result<FrameInfo, FrameError> {
         b.copy_from_slice(&data[at..at + 8]);
         u64::from_be_bytes(b)
     };
-    if be32(29) as usize != data.len() {
+    if be32(AT + 25) as usize != data.len() {
         return Err(FrameError::Length);
     }
     let body = data.len() - 4;
     if fnv1a(&data[..body]) != be32(body) {
         return Err(FrameError::Checksum);
     }
-    let source = match data[16] {
+    let source = match data[AT + 12] {
         0 => TrackSource::Mic,
         1 => TrackSource::Camera,
         2 => TrackSource::Screen,
@@ -119,10 +127,10 @@ pub fn decode(data: &[u8]) -> Result<FrameInfo, FrameError> {
     };
     Ok(FrameInfo {
         keyframe: data[0] & 1 == 0,
-        publisher: ParticipantId(be64(8)),
+        publisher: ParticipantId(be64(AT + 4)),
         source,
-        seq: be32(17),
-        sent_us: be64(21),
+        seq: be32(AT + 13),
+        sent_us: be64(AT + 17),
     })
 }
 

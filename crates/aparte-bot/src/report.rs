@@ -24,6 +24,48 @@ pub struct BotReport {
     pub keyframe_requests_received: u64,
     /// UDP datagrams received from the server (media, RTCP, STUN, DTLS).
     pub datagrams_in: u64,
+    /// What end-to-end encryption did.
+    pub e2ee: E2eeReport,
+}
+
+/// The bot's end-to-end encryption state and what came through it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct E2eeReport {
+    /// Current MLS epoch.
+    pub epoch: Option<u64>,
+    /// Participants the group keys cover.
+    pub members: Vec<ParticipantId>,
+    /// The security code's digits.
+    pub security_code: Option<String>,
+    /// Application messages received (names and chat), as JSON text.
+    pub messages: Vec<(ParticipantId, String)>,
+    /// Whether the group removed this bot.
+    pub removed: bool,
+    /// Frames not sent because no key could seal them (fail closed).
+    pub frames_not_sent: u64,
+    /// Things the E2EE layer refused, with reasons.
+    pub refusals: Vec<String>,
+}
+
+impl E2eeReport {
+    /// The last display name `peer` announced.
+    pub fn name_of(&self, peer: ParticipantId) -> Option<String> {
+        self.messages.iter().rev().find_map(|(from, text)| {
+            let v: serde_json::Value = serde_json::from_str(text).ok()?;
+            (*from == peer && v["t"] == "state").then(|| v["name"].as_str().map(str::to_owned))?
+        })
+    }
+
+    /// Chat texts received, with their senders.
+    pub fn chats(&self) -> Vec<(ParticipantId, String)> {
+        self.messages
+            .iter()
+            .filter_map(|(from, text)| {
+                let v: serde_json::Value = serde_json::from_str(text).ok()?;
+                (v["t"] == "chat").then(|| Some((*from, v["text"].as_str()?.to_owned())))?
+            })
+            .collect()
+    }
 }
 
 impl BotReport {
@@ -65,6 +107,8 @@ pub struct StreamReport {
     pub corrupt: u64,
     /// Frames made by someone else than the track's announced owner.
     pub wrong_sender: u64,
+    /// Frames that did not open (no key, or failed authentication).
+    pub undecryptable: u64,
     /// Receive time minus send time, µs, one per frame (bounded).
     pub latency_us: Vec<u32>,
 }
@@ -83,6 +127,7 @@ impl StreamReport {
             out_of_order: 0,
             corrupt: 0,
             wrong_sender: 0,
+            undecryptable: 0,
             latency_us: Vec::new(),
         }
     }

@@ -18,6 +18,7 @@ type Ws =
 
 enum Cmd {
     Report(oneshot::Sender<BotReport>),
+    Chat(String, oneshot::Sender<Result<(), BotError>>),
     Leave,
 }
 
@@ -80,6 +81,16 @@ impl Bot {
             .await
             .map_err(|_| anyhow::anyhow!("bot stopped"))?;
         Ok(rx.await?)
+    }
+
+    /// Sends a chat message to the meeting, end-to-end encrypted.
+    pub async fn send_chat(&self, text: &str) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Chat(text.to_owned(), tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("bot stopped"))?;
+        Ok(rx.await??)
     }
 
     /// Waits until the media connection is up.
@@ -174,6 +185,7 @@ async fn run(
             }
             c = cmd.recv() => match c {
                 Some(Cmd::Report(tx)) => { let _ = tx.send(core.report()); }
+                Some(Cmd::Chat(text, tx)) => { let _ = tx.send(core.send_chat(&text)); }
                 Some(Cmd::Leave) | None => {
                     let _ = send(&mut ws, &ClientMsg::Leave).await;
                     let _ = ws.close(None).await;

@@ -25,16 +25,19 @@
 
 #![forbid(unsafe_code)]
 
+pub mod b64;
 mod code;
 mod link;
 mod media;
 mod member;
+mod session;
 
 pub use code::SecurityCode;
 pub use link::{LINK_SECRET_BYTES, LinkSecret};
 pub use media::{FrameError, MediaKeys, MediaKind, SFRAME_SUITE, clear_prefix};
 pub use member::{Commit, Incoming, JoinRequest, MLS_SUITE, Member};
 pub use openmls::prelude::KeyPackage;
+pub use session::{FALLBACK_COMMIT_MS, Session, SessionEvent, SessionOut};
 
 /// Why an E2EE operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -40,7 +40,7 @@ impl LinkSecret {
 
     /// Parses the base64url text of a link fragment (no padding).
     pub fn parse(text: &str) -> Result<Self, E2eeError> {
-        let bytes = base64url_decode(text).ok_or(E2eeError::BadLinkSecret)?;
+        let bytes = crate::b64::decode(text).ok_or(E2eeError::BadLinkSecret)?;
         let arr: [u8; LINK_SECRET_BYTES] =
             bytes.try_into().map_err(|_| E2eeError::BadLinkSecret)?;
         Ok(LinkSecret(arr))
@@ -48,7 +48,7 @@ impl LinkSecret {
 
     /// The base64url text for a link fragment.
     pub fn encode(&self) -> String {
-        base64url_encode(&self.0)
+        crate::b64::encode(&self.0)
     }
 
     fn derive(&self, label: &[u8]) -> [u8; 32] {
@@ -95,44 +95,6 @@ impl LinkSecret {
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b))
                 == 0
     }
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64url_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let vals: Vec<u8> = text
-        .bytes()
-        .map(|c| B64.iter().position(|&x| x == c).map(|p| p as u8))
-        .collect::<Option<_>>()?;
-    if vals.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(vals.len() * 3 / 4);
-    for chunk in vals.chunks(4) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &v)| acc | (u32::from(v) << (18 - 6 * i)));
-        for i in 0..chunk.len() - 1 {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]

@@ -31,6 +31,9 @@ pub enum ErrorCode {
     NoPendingOffer,
     /// The relay target is not in the room.
     UnknownPeer,
+    /// An MLS commit or application message from a participant that is not
+    /// (yet) a member of the room's group.
+    NotInGroup,
     /// The media connection failed or stopped answering ICE consent checks;
     /// the participant was removed.
     ConnectionLost,
@@ -53,6 +56,7 @@ impl ErrorCode {
             ErrorCode::InvalidSdp => "invalid_sdp",
             ErrorCode::NoPendingOffer => "no_pending_offer",
             ErrorCode::UnknownPeer => "unknown_peer",
+            ErrorCode::NotInGroup => "not_in_group",
             ErrorCode::ConnectionLost => "connection_lost",
             ErrorCode::Internal => "internal",
         }

@@ -26,8 +26,9 @@ pub use msg::{
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Largest signaling message accepted, in bytes. SDP for a dozen participants
-/// with four tracks each stays well below this.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// with four tracks each stays well below this; so does an MLS Welcome with the
+/// ratchet tree of a 100-member group (base64).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Largest opaque relay payload, in bytes.
 pub const MAX_RELAY_BYTES: usize = 16 * 1024;

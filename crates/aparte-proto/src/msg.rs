@@ -30,10 +30,42 @@ pub enum ClientMsg {
     },
     /// Leave the room; the server closes the connection after this.
     Leave,
+    /// Publish this participant's MLS key package (base64), asking to be added
+    /// to the room's group. The server relays it to the group's members.
+    MlsKeyPackage {
+        /// Base64 of the TLS-serialized KeyPackage.
+        data: String,
+    },
+    /// A commit for the group's `epoch`. The first commit for an epoch wins.
+    MlsCommit {
+        /// The epoch the commit applies to.
+        epoch: u64,
+        /// Base64 of the MLS commit message.
+        data: String,
+        /// Base64 of the MLS Welcome for the participants it adds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        welcome: Option<String>,
+        /// The participants the commit adds (who get the Welcome).
+        #[serde(default)]
+        added: Vec<ParticipantId>,
+    },
+    /// An MLS application message (base64) for every other group member.
+    MlsApp {
+        /// Base64 of the MLS message.
+        data: String,
+    },
 }
 
 impl ClientMsg {
-    const TYPES: &'static [&'static str] = &["join", "answer", "relay", "leave"];
+    const TYPES: &'static [&'static str] = &[
+        "join",
+        "answer",
+        "relay",
+        "leave",
+        "mls_key_package",
+        "mls_commit",
+        "mls_app",
+    ];
 }
 
 /// A message the server sends to a client.
@@ -46,6 +78,9 @@ pub enum ServerMsg {
         you: ParticipantId,
         /// The other participants already in the room.
         peers: Vec<PeerInfo>,
+        /// Whether this participant starts the room's MLS group (nobody is in
+        /// one yet); otherwise it publishes a key package to be added.
+        create_group: bool,
     },
     /// Someone entered the room.
     PeerJoined {
@@ -74,6 +109,43 @@ pub enum ServerMsg {
         /// The payload as the sender wrote it.
         payload: String,
     },
+    /// A participant asks to be added to the group (its key package, base64).
+    MlsJoinRequest {
+        /// Who asks.
+        from: ParticipantId,
+        /// Base64 of the KeyPackage.
+        data: String,
+    },
+    /// A commit another member made, in the order the server accepted it.
+    MlsCommit {
+        /// Its author.
+        from: ParticipantId,
+        /// The epoch it applies to.
+        epoch: u64,
+        /// Base64 of the MLS commit.
+        data: String,
+    },
+    /// The verdict on this participant's own commit for `epoch`.
+    MlsCommitResult {
+        /// The epoch the commit applied to.
+        epoch: u64,
+        /// Whether it won the epoch (else another commit did, and already arrived).
+        accepted: bool,
+    },
+    /// The MLS Welcome that adds this participant to the group (base64).
+    MlsWelcome {
+        /// Base64 of the Welcome.
+        data: String,
+    },
+    /// An MLS application message from a member (base64).
+    MlsApp {
+        /// Its sender.
+        from: ParticipantId,
+        /// Base64 of the MLS message.
+        data: String,
+    },
+    /// Every member of the group left: this participant starts a new group.
+    MlsCreateGroup,
     /// A request was refused or something went wrong. Fatal errors are followed
     /// by the server closing the connection.
     Error {
@@ -178,15 +250,30 @@ struct Envelope<'a> {
 /// Parses one client message, checking size, version, type and field bounds.
 pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ParseError> {
     let msg: ClientMsg = parse_enveloped(text, ClientMsg::TYPES)?;
-    if let ClientMsg::Relay { payload, .. } = &msg {
-        if payload.len() > MAX_RELAY_BYTES {
-            return Err(ParseError::new(
-                ErrorCode::TooLarge,
-                "relay payload over its size limit",
-            ));
+    match &msg {
+        ClientMsg::Relay { payload, .. } if payload.len() > MAX_RELAY_BYTES => Err(
+            ParseError::new(ErrorCode::TooLarge, "relay payload over its size limit"),
+        ),
+        ClientMsg::MlsKeyPackage { data } | ClientMsg::MlsApp { data } if !is_base64(data) => Err(
+            ParseError::new(ErrorCode::InvalidField, "MLS data is not base64"),
+        ),
+        ClientMsg::MlsCommit { data, welcome, .. }
+            if !is_base64(data) || welcome.as_deref().is_some_and(|w| !is_base64(w)) =>
+        {
+            Err(ParseError::new(
+                ErrorCode::InvalidField,
+                "MLS data is not base64",
+            ))
         }
+        _ => Ok(msg),
     }
-    Ok(msg)
+}
+
+/// Standard or URL-safe base64, with or without padding, not empty.
+fn is_base64(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
 }
 
 /// Parses one server message (used by clients such as the bot).
@@ -197,6 +284,12 @@ pub fn parse_server_msg(text: &str) -> Result<ServerMsg, ParseError> {
         "peer_left",
         "offer",
         "relay",
+        "mls_join_request",
+        "mls_commit",
+        "mls_commit_result",
+        "mls_welcome",
+        "mls_app",
+        "mls_create_group",
         "error",
     ];
     parse_enveloped(text, TYPES)
@@ -337,5 +430,13 @@ mod tests {
             "a".repeat(MAX_RELAY_BYTES + 1)
         );
         assert_eq!(code(&relay), ErrorCode::TooLarge);
+        assert_eq!(
+            code(r#"{"v":1,"type":"mls_app","data":"not base64!"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"v":1,"type":"mls_commit","epoch":1,"data":"AAAA","welcome":"<html>"}"#),
+            ErrorCode::InvalidField
+        );
     }
 }

@@ -67,7 +67,7 @@ async fn every_bad_message_gets_a_typed_error() {
     );
     let big = format!(
         r#"{{"v":1,"type":"answer","sdp":"{}"}}"#,
-        "x".repeat(100_000)
+        "x".repeat(300_000)
     );
     assert_eq!(error_for(&mut ws, t(&big)).await, ErrorCode::TooLarge);
     assert_eq!(

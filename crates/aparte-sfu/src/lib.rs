@@ -43,6 +43,7 @@
 
 #![forbid(unsafe_code)]
 
+mod ds;
 mod participant;
 
 use std::collections::{HashMap, VecDeque};
@@ -146,12 +147,19 @@ impl JoinError {
     }
 }
 
+/// One room: its participants in join order and its MLS delivery service.
+#[derive(Debug, Default)]
+struct Room {
+    members: Vec<ParticipantId>,
+    ds: ds::Ds,
+}
+
 /// The SFU core. See the crate documentation for the run loop.
 pub struct Sfu {
     config: SfuConfig,
     crypto: Arc<CryptoProvider>,
     next_id: u64,
-    rooms: HashMap<RoomId, Vec<ParticipantId>>,
+    rooms: HashMap<RoomId, Room>,
     participants: HashMap<ParticipantId, Participant>,
     /// Source addresses already validated by ICE, to their participant.
     by_addr: HashMap<SocketAddr, ParticipantId>,
@@ -196,7 +204,7 @@ impl Sfu {
     /// Adds a participant to `room`, creating the room if needed. The welcome
     /// and the first offer come out of [`Sfu::poll_output`].
     pub fn join(&mut self, now: Instant, room: RoomId) -> Result<ParticipantId, JoinError> {
-        let members = self.rooms.get(&room).map_or(0, Vec::len);
+        let members = self.rooms.get(&room).map_or(0, |r| r.members.len());
         if members >= self.config.max_participants_per_room {
             return Err(JoinError::RoomFull);
         }
@@ -222,9 +230,9 @@ impl Sfu {
         }
         let mut p = Participant::new(id, room.clone(), rtc, now);
 
-        let members = self.rooms.entry(room).or_default();
-        let peers: Vec<PeerInfo> = members.iter().map(|&id| PeerInfo { id }).collect();
-        for &other in members.iter() {
+        let r = self.rooms.entry(room).or_default();
+        let peers: Vec<PeerInfo> = r.members.iter().map(|&id| PeerInfo { id }).collect();
+        for &other in r.members.iter() {
             let Some(o) = self.participants.get(&other) else {
                 continue;
             };
@@ -238,13 +246,18 @@ impl Sfu {
                 },
             });
         }
-        members.push(id);
+        r.members.push(id);
+        let create_group = r.ds.joined(id);
         self.participants.insert(id, p);
         info!(participant = %id, "joined");
 
         self.out.push_back(Output::Signal {
             to: id,
-            msg: ServerMsg::Welcome { you: id, peers },
+            msg: ServerMsg::Welcome {
+                you: id,
+                peers,
+                create_group,
+            },
         });
         self.renegotiate.push(id);
         self.settle(now);
@@ -269,6 +282,20 @@ impl Sfu {
             ClientMsg::Relay { to, payload } => self.handle_relay(from, to, payload),
             ClientMsg::Leave => {
                 self.doomed.push((from, None));
+            }
+            ClientMsg::MlsKeyPackage { data } => {
+                self.with_ds(from, |ds| ds.key_package(from, data));
+            }
+            ClientMsg::MlsCommit {
+                epoch,
+                data,
+                welcome,
+                added,
+            } => {
+                self.with_ds(from, |ds| ds.commit(from, epoch, data, welcome, &added));
+            }
+            ClientMsg::MlsApp { data } => {
+                self.with_ds(from, |ds| ds.app(from, data));
             }
         }
         self.settle(now);
@@ -386,7 +413,7 @@ impl Sfu {
 
     /// The participants of `room`, in join order.
     pub fn members(&self, room: &RoomId) -> &[ParticipantId] {
-        self.rooms.get(room).map_or(&[], Vec::as_slice)
+        self.rooms.get(room).map_or(&[], |r| r.members.as_slice())
     }
 
     fn refuse(&mut self, to: ParticipantId, code: ErrorCode, message: &str) {
@@ -394,6 +421,35 @@ impl Sfu {
             to,
             msg: ServerMsg::error(code, message),
         });
+    }
+
+    /// Runs a delivery-service step for `from`'s room and sends what it says.
+    fn with_ds(
+        &mut self,
+        from: ParticipantId,
+        step: impl FnOnce(&mut ds::Ds) -> Result<ds::Sends, ErrorCode>,
+    ) {
+        let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
+            return;
+        };
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        match step(&mut r.ds) {
+            Ok(sends) => {
+                for (to, msg) in sends {
+                    self.out.push_back(Output::Signal { to, msg });
+                }
+            }
+            Err(code) => {
+                let text = match code {
+                    ErrorCode::NotInGroup => "not a member of this room's group",
+                    ErrorCode::AlreadyJoined => "already a member of this room's group",
+                    _ => "refused by the delivery service",
+                };
+                self.refuse(from, code, text);
+            }
+        }
     }
 
     fn handle_answer(&mut self, now: Instant, from: ParticipantId, sdp: &str) {
@@ -437,7 +493,10 @@ impl Sfu {
         let Some(room) = self.participants.get(&from).map(|p| &p.room) else {
             return;
         };
-        let members = self.rooms.get(room).map_or(&[][..], Vec::as_slice);
+        let members = self
+            .rooms
+            .get(room)
+            .map_or(&[][..], |r| r.members.as_slice());
         match to {
             Some(to) if to != from && members.contains(&to) => {
                 self.out.push_back(Output::Signal {
@@ -553,7 +612,10 @@ impl Sfu {
         if !data.contiguous {
             self.request_keyframe(now, from, source, KeyframeRequestKind::Pli);
         }
-        let members = self.rooms.get(&room).map_or(&[][..], Vec::as_slice);
+        let members = self
+            .rooms
+            .get(&room)
+            .map_or(&[][..], |r| r.members.as_slice());
         for &to in members.iter().filter(|&&m| m != from) {
             let Some(r) = self.participants.get_mut(&to) else {
                 continue;
@@ -620,14 +682,22 @@ impl Sfu {
         };
         p.rtc.disconnect();
         self.by_addr.retain(|_, v| *v != id);
-        if let Some(members) = self.rooms.get_mut(&p.room) {
-            members.retain(|&m| m != id);
-            if members.is_empty() {
+        if let Some(r) = self.rooms.get_mut(&p.room) {
+            r.members.retain(|&m| m != id);
+            let sends = r.ds.left(id, &r.members);
+            if r.members.is_empty() {
                 self.rooms.remove(&p.room);
                 debug!("room freed");
             }
+            for (to, msg) in sends {
+                self.out.push_back(Output::Signal { to, msg });
+            }
         }
-        for &other in self.rooms.get(&p.room).map_or(&[][..], Vec::as_slice) {
+        for &other in self
+            .rooms
+            .get(&p.room)
+            .map_or(&[][..], |r| r.members.as_slice())
+        {
             if let Some(o) = self.participants.get_mut(&other) {
                 o.drop_peer(id);
                 self.renegotiate.push(other);

@@ -15,6 +15,11 @@ pub async fn server() -> ServerHandle {
     aparte_server::start(Config::ephemeral()).await.unwrap()
 }
 
+/// The link secret of the test meetings.
+pub fn link() -> aparte_e2ee::LinkSecret {
+    aparte_e2ee::LinkSecret::from_bytes([5; 16])
+}
+
 pub fn room(name: &str) -> RoomId {
     RoomId::parse(name).unwrap()
 }
@@ -28,7 +33,11 @@ pub async fn bots(
     epoch: Instant,
 ) -> Vec<Bot> {
     let url = server.ws_url();
-    let joins = (0..n).map(|_| Bot::join(&url, room.clone(), LOOPBACK, BotConfig::new(bps, epoch)));
+    let joins = (0..n).map(|i| {
+        let mut config = BotConfig::new(bps, epoch, link());
+        config.name = format!("{room}-bot-{i}");
+        Bot::join(&url, room.clone(), LOOPBACK, config)
+    });
     let bots: Vec<Bot> = futures_util::future::join_all(joins)
         .await
         .into_iter()

@@ -37,6 +37,11 @@ pub struct Sim {
     next_port: u16,
 }
 
+/// The link secret every simulated meeting uses.
+pub fn link() -> aparte_e2ee::LinkSecret {
+    aparte_e2ee::LinkSecret::from_bytes([9; 16])
+}
+
 pub fn room(name: &str) -> RoomId {
     RoomId::parse(name).unwrap()
 }
@@ -57,7 +62,7 @@ impl Sim {
 
     /// A bot publishing 300 kbps video and audio joins `room`; returns its index.
     pub fn join(&mut self, room: &RoomId) -> usize {
-        let config = BotConfig::new(300_000, self.epoch);
+        let config = BotConfig::new(300_000, self.epoch, link());
         self.join_with(room, config)
     }
 
