@@ -114,6 +114,9 @@ pub fn decode(data: &[u8]) -> Result<FrameInfo, FrameError> {
     if be32(AT + 25) as usize != data.len() {
         return Err(FrameError::Length);
     }
+    if &data[AT + 29..AT + 45] != MARKER {
+        return Err(FrameError::Magic);
+    }
     let body = data.len() - 4;
     if fnv1a(&data[..body]) != be32(body) {
         return Err(FrameError::Checksum);

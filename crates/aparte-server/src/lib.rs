@@ -69,6 +69,15 @@ impl ServerHandle {
 
 /// Binds the sockets and starts serving. Returns once both listen.
 pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
+    start_with_tap(config, None).await
+}
+
+/// [`start`], with a tap on everything the SFU handles (for tests that prove
+/// the server sees only ciphertext; the binary never installs one).
+pub async fn start_with_tap(
+    config: Config,
+    tap: Option<aparte_sfu::Tap>,
+) -> anyhow::Result<ServerHandle> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.listen))?;
@@ -84,7 +93,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     sfu_config.max_participants_per_room = config.max_participants;
 
     let (media_tx, media_rx) = mpsc::channel(1024);
-    let media_task = tokio::spawn(media::run(udp, sfu_config, media_rx));
+    let media_task = tokio::spawn(media::run(udp, sfu_config, tap, media_rx));
     let app = http::router(http::AppState::new(media_tx));
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

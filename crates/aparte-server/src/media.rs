@@ -50,7 +50,12 @@ pub enum ConnEvent {
 }
 
 /// Runs the media loop until every command sender is gone.
-pub async fn run(udp: UdpSocket, config: SfuConfig, mut cmds: mpsc::Receiver<MediaCmd>) {
+pub async fn run(
+    udp: UdpSocket,
+    config: SfuConfig,
+    tap: Option<aparte_sfu::Tap>,
+    mut cmds: mpsc::Receiver<MediaCmd>,
+) {
     // str0m matches a datagram's destination against its local candidates, so
     // a socket bound to 0.0.0.0 reports the first candidate address.
     let local = match (udp.local_addr(), config.candidates.first()) {
@@ -62,6 +67,9 @@ pub async fn run(udp: UdpSocket, config: SfuConfig, mut cmds: mpsc::Receiver<Med
         }
     };
     let mut sfu = Sfu::new(config);
+    if let Some(tap) = tap {
+        sfu.set_tap(tap);
+    }
     let mut conns: HashMap<ParticipantId, mpsc::Sender<ConnEvent>> = HashMap::new();
     let mut buf = vec![0u8; 2048];
     info!(media = %local, "media loop started");

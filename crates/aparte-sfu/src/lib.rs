@@ -115,6 +115,22 @@ pub enum Output {
     },
 }
 
+/// What a tap sees: everything the server handles that a participant sent or
+/// receives, after transport decryption. Used by tests that prove the server
+/// only ever handles ciphertext; the server binary never installs one.
+#[derive(Debug)]
+pub enum TapEvent<'a> {
+    /// A media frame's payload, as received from its publisher.
+    Frame(&'a [u8]),
+    /// A signaling message from a participant.
+    FromClient(&'a ClientMsg),
+    /// A signaling message to a participant.
+    ToClient(&'a ServerMsg),
+}
+
+/// A tap's callback.
+pub type Tap = Box<dyn FnMut(TapEvent<'_>) + Send>;
+
 /// Counters of what the core did, for logs and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SfuStats {
@@ -171,6 +187,7 @@ pub struct Sfu {
     doomed: Vec<(ParticipantId, Option<ErrorCode>)>,
     out: VecDeque<Output>,
     stats: SfuStats,
+    tap: Option<Tap>,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -198,7 +215,13 @@ impl Sfu {
             doomed: Vec::new(),
             out: VecDeque::new(),
             stats: SfuStats::default(),
+            tap: None,
         }
+    }
+
+    /// Installs a tap (tests only: see [`TapEvent`]).
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
     }
 
     /// Adds a participant to `room`, creating the room if needed. The welcome
@@ -269,6 +292,9 @@ impl Sfu {
     pub fn handle_message(&mut self, now: Instant, from: ParticipantId, msg: ClientMsg) {
         if !self.participants.contains_key(&from) {
             return;
+        }
+        if let Some(tap) = &mut self.tap {
+            tap(TapEvent::FromClient(&msg));
         }
         match msg {
             ClientMsg::Join { .. } => {
@@ -384,7 +410,11 @@ impl Sfu {
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let out = self.out.pop_front();
+        if let (Some(tap), Some(Output::Signal { msg, .. })) = (&mut self.tap, &out) {
+            tap(TapEvent::ToClient(msg));
+        }
+        out
     }
 
     /// When [`Sfu::handle_timeout`] should next be called.
@@ -600,6 +630,9 @@ impl Sfu {
             return;
         };
         self.stats.frames_in += 1;
+        if let Some(tap) = &mut self.tap {
+            tap(TapEvent::Frame(&data.data));
+        }
         if !p.take_if_newer(data.mid, **data.seq_range.end()) {
             self.stats.frames_late += 1;
             return;
