@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 echo "== Rust tests (unit, SFU simulation, server integration with bots)"
 cargo test --workspace --all-targets
 
-echo "== Release build (the binary the browser tests run)"
-cargo build --release -p aparte-server
+echo "== Release build (the binary the browser tests run, and its tap-server example)"
+cargo build --release -p aparte-server --bin aparte-server --example tap-server
 
 echo "== Browser tests"
 chromium_bin="${CHROMIUM:-/usr/bin/chromium}"

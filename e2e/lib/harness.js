@@ -12,10 +12,19 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const OUTPUT = joinPath(ROOT, 'e2e/output');
 mkdirSync(OUTPUT, { recursive: true });
 
-/** Starts target/release/aparte-server; resolves with {url, logs, stop}. */
-export async function startServer() {
-  const bin = process.env.APARTE_BIN || joinPath(ROOT, 'target/release/aparte-server');
-  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0'], {
+/**
+ * Starts target/release/aparte-server; resolves with {url, logs, stop}.
+ * With `tap: {out, needles}`, starts the tap-server example instead (the same
+ * server with a tap that reports which needles crossed it), see its source.
+ */
+export async function startServer({ tap } = {}) {
+  let bin = process.env.APARTE_BIN || joinPath(ROOT, 'target/release/aparte-server');
+  let args = ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0'];
+  if (tap) {
+    bin = joinPath(ROOT, 'target/release/examples/tap-server');
+    args = ['--out', tap.out, ...tap.needles.flatMap((n) => ['--needle', n])];
+  }
+  const child = spawn(bin, args, {
     env: { ...process.env, APARTE_LOG: 'info', NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

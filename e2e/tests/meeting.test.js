@@ -70,7 +70,7 @@ test('two then three browsers meet, a camera goes off, one leaves', { timeout: 1
   const alice = await newPage(env.browser);
   await alice.goto(env.server.url);
   await alice.click('#new-meeting');
-  await alice.waitForURL(/\/m\/[A-Za-z0-9_-]{16}$/);
+  await alice.waitForURL(/\/m\/[A-Za-z0-9_-]{16}#[A-Za-z0-9_-]{22}$/);
   const link = alice.url();
   await join(alice, link, 'Alice');
 

@@ -4,12 +4,17 @@
 import { apply, lang, onLangChange, setLang, t } from './i18n.js';
 import { renderIcons } from './icons.js';
 import { LocalMedia, deviceErrorKey } from './media.js';
-import { PeerSession } from './peer.js';
+import { PeerSession, canEncryptMedia } from './peer.js';
 import { RoomView } from './room-view.js';
 import { Signaling } from './signaling.js';
 
 const $ = (id) => document.getElementById(id);
 const ROOM_RE = /^[A-Za-z0-9_-]{6,64}$/;
+const SECRET_RE = /^[A-Za-z0-9_-]{22}$/;
+/** How long old epochs' media keys stay accepted, for frames in flight. */
+const GRACE_MS = 1000;
+/** How long to wait for the group to let us in before saying so. */
+const GROUP_SLOW_MS = 15000;
 const NAME_KEY = 'aparte.name';
 const MAX_NAME = 64;
 const MEDIA_SLOW_MS = 10000;
@@ -34,30 +39,36 @@ function announce(text) {
   ui.announcer.textContent = text;
 }
 
-/** A fresh, unguessable room id (96 random bits, base64url). */
-function newRoomId() {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_');
+function base64url(bytes) {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+/** A fresh meeting link path: an unguessable room id and, after '#', the
+ * secret the server never sees (the fragment is not sent in requests). */
+function newMeetingPath() {
+  const room = base64url(crypto.getRandomValues(new Uint8Array(12)));
+  const secret = base64url(crypto.getRandomValues(new Uint8Array(16)));
+  return `/m/${room}#${secret}`;
 }
 
 // ---------------------------------------------------------------- landing
 
 function landing() {
   show('landing');
-  $('new-meeting').onclick = () => location.assign(`/m/${newRoomId()}`);
+  $('new-meeting').onclick = () => location.assign(newMeetingPath());
   $('join-form').onsubmit = (ev) => {
     ev.preventDefault();
     const text = $('join-link').value.trim();
-    let room = text;
+    let path = null;
     try {
       const url = new URL(text, location.origin);
       const m = url.pathname.match(/^\/m\/([^/]+)$/);
-      if (m) room = m[1];
+      if (m && ROOM_RE.test(m[1]) && SECRET_RE.test(url.hash.slice(1))) path = `/m/${m[1]}${url.hash}`;
     } catch {
-      // not a URL: maybe a bare room id
+      // not a URL
     }
-    if (ROOM_RE.test(room)) {
-      location.assign(`/m/${room}`);
+    if (path) {
+      location.assign(path);
     } else {
       $('join-error').hidden = false;
       $('join-error').textContent = t('landing.badLink');
@@ -68,8 +79,14 @@ function landing() {
 // ---------------------------------------------------------------- meeting
 
 class Meeting {
-  constructor(room) {
+  constructor(room, secret) {
     this.room = room;
+    this.secret = secret;
+    this.worker = null;
+    /** Participants the group's keys cover (from MLS, not from the server). */
+    this.roster = new Set();
+    this.inGroup = false;
+    this.decrypt = {};
     this.local = new LocalMedia((source, track) => this.#localTrack(source, track));
     this.view = new RoomView($('grid'));
     this.me = null;
@@ -85,6 +102,11 @@ class Meeting {
 
   state() {
     return { t: 'state', name: this.name, mic: this.local.micOn, camera: this.local.camOn, screen: this.local.screenOn };
+  }
+
+  /** Sends an application message to the group, end-to-end encrypted by the worker. */
+  sendToGroup(obj) {
+    this.worker?.postMessage({ op: 'send', text: JSON.stringify(obj) });
   }
 
   async prejoin() {
@@ -107,6 +129,10 @@ class Meeting {
       ev.preventDefault();
       this.join();
     };
+    const linkError = !this.secret ? 'error.linkIncomplete' : !canEncryptMedia() ? 'error.noEncryption' : null;
+    $('link-error').hidden = !linkError;
+    $('link-error').textContent = linkError ? t(linkError) : '';
+    $('join-button').disabled = !!linkError;
     try {
       await this.local.start();
     } catch (e) {
@@ -203,10 +229,29 @@ class Meeting {
     $('leave').onclick = () => this.leave();
     this.view.clear();
     this.me = null;
-    this.session = new PeerSession({
-      onTrack: (peer, source, track) => this.view.setPeerTrack(peer, source, track),
-      onState: (state) => this.#mediaState(state),
-    });
+    this.roster = new Set();
+    this.inGroup = false;
+    this.decrypt = {};
+    $('chat-log').replaceChildren();
+    $('chat-form').onsubmit = (ev) => {
+      ev.preventDefault();
+      const text = $('chat-input').value.trim();
+      if (!text || !this.inGroup) return;
+      this.sendToGroup({ t: 'chat', text: text.slice(0, 2000) });
+      this.#chatLine(t('meeting.you', { name: this.name || t('meeting.guest') }), text);
+      $('chat-input').value = '';
+    };
+    this.#securityState();
+    this.worker = new Worker('/js/e2ee-worker.js', { type: 'module' });
+    this.worker.onmessage = (ev) => this.#fromWorker(ev.data);
+    this.worker.postMessage({ op: 'init', secret: this.secret, graceMs: GRACE_MS });
+    this.session = new PeerSession(
+      {
+        onTrack: (peer, source, track) => this.view.setPeerTrack(peer, source, track),
+        onState: (state) => this.#mediaState(state),
+      },
+      this.worker,
+    );
     for (const [source, track] of Object.entries(this.local.tracks)) this.session.setSource(source, track);
     this.signaling = new Signaling({
       onMessage: (msg) => this.#onMessage(msg),
@@ -226,6 +271,123 @@ class Meeting {
       const state = this.session?.pc.connectionState;
       if (this.session && state !== 'connected') banner(t('error.mediaBlocked'));
     }, MEDIA_SLOW_MS);
+    clearTimeout(this.groupTimer);
+    this.groupTimer = setTimeout(() => {
+      if (this.session && !this.inGroup) banner(t('error.notAdmitted'));
+    }, GROUP_SLOW_MS);
+    clearInterval(this.statsTimer);
+    this.statsTimer = setInterval(() => this.worker?.postMessage({ op: 'stats' }), 1000);
+  }
+
+  #fromWorker(m) {
+    switch (m.op) {
+      case 'send':
+        this.signaling?.send(m.msg);
+        break;
+      case 'event':
+        this.#e2eeEvent(m.event);
+        break;
+      case 'stats':
+        this.#decryptStats(m.counters);
+        break;
+      case 'error':
+        console.warn('e2ee:', m.message);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #e2eeEvent(ev) {
+    switch (ev.type) {
+      case 'epoch': {
+        const was = this.inGroup;
+        this.inGroup = true;
+        this.roster = new Set(ev.members.filter((id) => id !== this.me));
+        this.code = { emoji: ev.emoji, digits: ev.digits };
+        this.#securityState();
+        if (!was) banner('');
+        // Everyone in the new epoch learns who we are.
+        this.sendToGroup(this.state());
+        break;
+      }
+      case 'message':
+        this.#groupMessage(ev.from, ev.text);
+        break;
+      case 'removed':
+        this.#end(t('error.removed'));
+        break;
+      case 'refused':
+        console.warn('e2ee refused', ev.from, ev.reason);
+        break;
+      default:
+        break;
+    }
+  }
+
+  #groupMessage(from, text) {
+    let m;
+    try {
+      m = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (!m || typeof m !== 'object') return;
+    if (m.t === 'state') {
+      const known = this.view.people.get(from)?.name;
+      const state = {
+        name: typeof m.name === 'string' ? m.name.trim().slice(0, MAX_NAME) : '',
+        mic: m.mic === true,
+        camera: m.camera === true,
+        screen: m.screen === true,
+      };
+      this.view.setPeer(from, state);
+      if (!known && state.name) announce(t('meeting.joined', { name: state.name }));
+    } else if (m.t === 'chat' && typeof m.text === 'string') {
+      this.#chatLine(this.view.nameOf(from), m.text.slice(0, 2000));
+    }
+  }
+
+  #chatLine(who, text) {
+    const li = document.createElement('li');
+    const name = document.createElement('span');
+    name.className = 'who';
+    name.textContent = who;
+    const body = document.createElement('span');
+    body.className = 'text';
+    body.textContent = text;
+    li.append(name, body);
+    $('chat-log').append(li);
+    li.scrollIntoView({ block: 'end' });
+  }
+
+  /** Marks tiles whose frames do not decrypt (wrong link, or not in the group). */
+  #decryptStats(counters) {
+    this.lastCounters = counters;
+    for (const [peer, c] of Object.entries(counters.byPeer)) {
+      const prev = this.decrypt[peer] ?? { opened: 0, failed: 0 };
+      const failing = c.failed > prev.failed && c.opened === prev.opened;
+      const ok = c.opened > prev.opened;
+      if (failing) this.view.setStatus(Number(peer), t('meeting.cannotDecrypt'));
+      else if (ok) this.view.setStatus(Number(peer), null);
+      this.decrypt[peer] = { opened: c.opened, failed: c.failed };
+    }
+  }
+
+  /** The security panel says exactly what the keys give, no more. */
+  #securityState() {
+    const status = $('e2ee-status');
+    if (this.inGroup) {
+      status.textContent = t('security.on');
+      status.className = 'e2ee-status on';
+      $('security-code').hidden = false;
+      $('security-emoji').textContent = (this.code?.emoji ?? []).join(' ');
+      $('security-digits').textContent = this.code?.digits ?? '';
+    } else {
+      status.textContent = t('security.off');
+      status.className = 'e2ee-status off';
+      $('security-code').hidden = true;
+    }
   }
 
   #onMessage(msg) {
@@ -234,15 +396,23 @@ class Meeting {
         this.me = msg.you;
         this.#renderLocal();
         for (const p of msg.peers) this.view.setPeer(p.id, {});
-        this.#broadcastState();
+        this.worker.postMessage({ op: 'start', id: msg.you, createGroup: msg.create_group });
         break;
       case 'peer_joined':
         this.view.setPeer(msg.peer.id, {});
-        this.signaling.send({ type: 'relay', to: msg.peer.id, payload: JSON.stringify(this.state()) });
         break;
       case 'peer_left':
         announce(t('meeting.leftPeer', { name: this.view.nameOf(msg.peer) }));
         this.view.removePeer(msg.peer);
+        this.worker.postMessage({ op: 'signal', text: JSON.stringify(msg) });
+        break;
+      case 'mls_join_request':
+      case 'mls_commit':
+      case 'mls_commit_result':
+      case 'mls_welcome':
+      case 'mls_app':
+      case 'mls_create_group':
+        this.worker.postMessage({ op: 'signal', text: JSON.stringify(msg) });
         break;
       case 'offer':
         // Offers are answered one at a time, in order.
@@ -254,9 +424,7 @@ class Meeting {
             banner(t('error.mediaLost'));
           });
         break;
-      case 'relay':
-        this.#onRelay(msg.from, msg.payload);
-        break;
+
       case 'error':
         if (['room_full', 'connection_lost', 'invalid_sdp', 'internal'].includes(msg.code)) {
           this.#end(t(`error.${msg.code}`) !== `error.${msg.code}` ? t(`error.${msg.code}`) : t('error.server', { code: msg.code }));
@@ -269,28 +437,9 @@ class Meeting {
     }
   }
 
-  #onRelay(from, payload) {
-    let m;
-    try {
-      m = JSON.parse(payload);
-    } catch {
-      return;
-    }
-    if (!m || m.t !== 'state') return;
-    const known = this.view.people.has(from) && this.view.people.get(from).name;
-    const state = {
-      name: typeof m.name === 'string' ? m.name.trim().slice(0, MAX_NAME) : '',
-      mic: m.mic === true,
-      camera: m.camera === true,
-      screen: m.screen === true,
-    };
-    this.view.setPeer(from, state);
-    if (!known && state.name) announce(t('meeting.joined', { name: state.name }));
-  }
-
   #broadcastState() {
     if (this.me === null) return;
-    this.signaling.send({ type: 'relay', payload: JSON.stringify(this.state()) });
+    if (this.inGroup) this.sendToGroup(this.state());
     this.#renderLocal();
   }
 
@@ -313,6 +462,11 @@ class Meeting {
   #end(reason) {
     this.leaving = true;
     clearTimeout(this.slowTimer);
+    clearTimeout(this.groupTimer);
+    clearInterval(this.statsTimer);
+    this.worker?.terminate();
+    this.worker = null;
+    this.inGroup = false;
     this.signaling?.close();
     this.session?.close();
     this.session = null;
@@ -337,6 +491,12 @@ class Meeting {
       peers: [...this.view.people.keys()].filter((k) => k !== 'local'),
       connection: this.session?.pc.connectionState ?? 'closed',
       stats: () => this.session?.inboundStats() ?? Promise.resolve([]),
+      e2ee: {
+        inGroup: this.inGroup,
+        roster: [...this.roster],
+        code: this.code?.digits ?? null,
+        counters: this.lastCounters ?? null,
+      },
     };
   }
 }
@@ -354,7 +514,8 @@ function start() {
   }
   const m = location.pathname.match(/^\/m\/([^/]+)$/);
   if (m && ROOM_RE.test(m[1])) {
-    const meeting = new Meeting(m[1]);
+    const secret = location.hash.slice(1);
+    const meeting = new Meeting(m[1], SECRET_RE.test(secret) ? secret : null);
     onLangChange(() => meeting.view.relabel());
     window.aparte = { diagnostics: () => meeting.diagnostics() };
     meeting.prejoin();

@@ -3,9 +3,10 @@
 // (mic, camera, screen, screen audio); later offers add one m-line per remote
 // track. The page answers and never offers, so there is no glare.
 //
-// End-to-end encryption (next step) attaches an encoded transform to each
-// sender in `#publishOn` and each receiver in `ontrack`; both run before any
-// media flows on those transceivers, as Chromium requires.
+// Every sender and receiver gets an encoded transform that runs in the E2EE
+// worker (sealing or opening each frame), attached before any media flows:
+// senders when their m-line first appears, receivers in `ontrack` (their
+// transceivers are `recvonly`, where Chromium honours a transform set there).
 
 export const SOURCES = ['mic', 'camera', 'screen', 'screen_audio'];
 
@@ -16,10 +17,17 @@ export class PeerSession {
    *   onState: (state: RTCPeerConnectionState) => void,
    * }} handlers
    */
-  constructor(handlers) {
+  constructor(handlers, worker) {
     this.handlers = handlers;
+    this.worker = worker;
     // No ICE servers: the SFU is reachable directly, and nothing may reach a third party.
-    this.pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    this.pc = new RTCPeerConnection({
+      iceServers: [],
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+      // Chromium's older API needs this flag; the standard one does not.
+      encodedInsertableStreams: !hasScriptTransform(),
+    });
     /** mid → {peer, source} of the remote track it carries. */
     this.remote = new Map();
     /** source → RTCRtpSender, once the first offer arrived. */
@@ -28,7 +36,9 @@ export class PeerSession {
     this.local = new Map();
     this.pc.ontrack = (ev) => {
       const info = this.remote.get(ev.transceiver.mid);
-      if (info) this.handlers.onTrack(info.peer, info.source, ev.track);
+      if (!info) return;
+      this.#encrypt(ev.receiver, { side: 'receive', kind: ev.track.kind, peer: info.peer, source: info.source });
+      this.handlers.onTrack(info.peer, info.source, ev.track);
     };
     this.pc.onconnectionstatechange = () => this.handlers.onState(this.pc.connectionState);
   }
@@ -48,7 +58,18 @@ export class PeerSession {
     const tr = this.pc.getTransceivers().find((t) => t.mid === mid);
     if (!tr) return;
     tr.direction = 'sendonly';
+    this.#encrypt(tr.sender, { side: 'send', kind: tr.receiver.track.kind, source });
     this.senders.set(source, tr.sender);
+  }
+
+  /** Routes an endpoint's encoded frames through the E2EE worker. */
+  #encrypt(endpoint, options) {
+    if (hasScriptTransform()) {
+      endpoint.transform = new RTCRtpScriptTransform(this.worker, options);
+    } else {
+      const { readable, writable } = endpoint.createEncodedStreams();
+      this.worker.postMessage({ op: 'stream', readable, writable, options }, [readable, writable]);
+    }
   }
 
   /** Publishes `track` as `source`, or stops sending it with null. Nothing is renegotiated. */
@@ -84,4 +105,13 @@ export class PeerSession {
   close() {
     this.pc.close();
   }
+}
+
+function hasScriptTransform() {
+  return 'RTCRtpScriptTransform' in window;
+}
+
+/** Whether this browser can encrypt media end to end (one of the two transform APIs). */
+export function canEncryptMedia() {
+  return hasScriptTransform() || ('RTCRtpSender' in window && 'createEncodedStreams' in RTCRtpSender.prototype);
 }

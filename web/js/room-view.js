@@ -45,6 +45,23 @@ export class RoomView {
     this.#render(id);
   }
 
+  /** Shows a status badge on a participant's tiles (null clears it). */
+  setStatus(id, text) {
+    for (const tile of this.grid.querySelectorAll(`.tile[data-peer="${CSS.escape(String(id))}"]`)) {
+      let badge = tile.querySelector('.status');
+      if (!text) {
+        badge?.remove();
+        continue;
+      }
+      if (!badge) {
+        badge = document.createElement('div');
+        badge.className = 'status';
+        tile.append(badge);
+      }
+      badge.textContent = text;
+    }
+  }
+
   removePeer(id) {
     for (const el of this.grid.querySelectorAll(`[data-peer="${CSS.escape(String(id))}"]`)) el.remove();
     this.people.delete(id);

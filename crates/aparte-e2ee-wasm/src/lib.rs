@@ -1,0 +1,185 @@
+//! The page's E2EE engine: a thin wasm-bindgen facade over `aparte-e2ee`'s
+//! [`Session`]. It runs inside the page's encoded-transform worker, so group
+//! secrets and media keys never live on the page's main thread. Messages cross
+//! as base64 text and small JSON objects; frames cross as byte arrays.
+
+#![forbid(unsafe_code)]
+
+use aparte_e2ee::{LinkSecret, MediaKind, Session, SessionEvent, SessionOut, b64};
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+
+/// One participant's E2EE engine.
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct Engine {
+    link: LinkSecret,
+    grace_ms: u64,
+    session: Option<Session>,
+}
+
+fn err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn kind(video: bool) -> MediaKind {
+    if video {
+        MediaKind::Video
+    } else {
+        MediaKind::Audio
+    }
+}
+
+/// A fresh link secret (base64url), from the browser's CSPRNG.
+#[wasm_bindgen(js_name = generateSecret)]
+pub fn generate_secret() -> Result<String, JsError> {
+    let mut bytes = [0u8; aparte_e2ee::LINK_SECRET_BYTES];
+    getrandom::getrandom(&mut bytes).map_err(err)?;
+    Ok(LinkSecret::from_bytes(bytes).encode())
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// An engine for the meeting whose link secret is `secret`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(secret: &str, grace_ms: f64) -> Result<Engine, JsError> {
+        Ok(Engine {
+            link: LinkSecret::parse(secret).map_err(err)?,
+            grace_ms: grace_ms as u64,
+            session: None,
+        })
+    }
+
+    /// Starts once the server welcomed participant `id`.
+    pub fn start(&mut self, now: f64, id: f64, create_group: bool) -> Result<(), JsError> {
+        let id = id as u64;
+        let mut s =
+            Session::new(id, self.link.clone(), self.grace_ms, &id.to_be_bytes()).map_err(err)?;
+        s.start(now as u64, create_group).map_err(err)?;
+        self.session = Some(s);
+        Ok(())
+    }
+
+    fn s(&mut self) -> Result<&mut Session, JsError> {
+        self.session
+            .as_mut()
+            .ok_or_else(|| JsError::new("not started"))
+    }
+
+    /// Handles one delivery-service message (the server's JSON text).
+    pub fn signal(&mut self, now: f64, text: &str) -> Result<(), JsError> {
+        let now = now as u64;
+        let v: serde_json::Value = serde_json::from_str(text).map_err(err)?;
+        let from = v["from"].as_u64().unwrap_or(0);
+        let data = || {
+            v["data"]
+                .as_str()
+                .and_then(b64::decode)
+                .ok_or_else(|| JsError::new("bad data"))
+        };
+        let s = self.s()?;
+        match v["type"].as_str().unwrap_or_default() {
+            "mls_join_request" => s.join_request(now, from, data()?),
+            "mls_commit" => s.commit(now, from, &data()?),
+            "mls_commit_result" => s.commit_result(now, v["accepted"].as_bool().unwrap_or(false)),
+            "mls_welcome" => s.welcome(now, &data()?).map_err(err)?,
+            "mls_app" => s.app(now, from, &data()?),
+            "mls_create_group" => s.create_group(now).map_err(err)?,
+            "peer_left" => s.peer_left(now, v["peer"].as_u64().unwrap_or(0)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Sends an application message (names, chat) to the group.
+    pub fn send(&mut self, text: &str) -> Result<(), JsError> {
+        self.s()?.send(text.as_bytes()).map_err(err)
+    }
+
+    /// Advances time (fallback commits).
+    #[wasm_bindgen(js_name = handleTimeout)]
+    pub fn handle_timeout(&mut self, now: f64) {
+        if let Some(s) = &mut self.session {
+            s.handle_timeout(now as u64);
+        }
+    }
+
+    /// When to call `handleTimeout` next, if anything waits.
+    #[wasm_bindgen(js_name = pollTimeout)]
+    pub fn poll_timeout(&self) -> Option<f64> {
+        self.session.as_ref()?.poll_timeout().map(|t| t as f64)
+    }
+
+    /// The next message for the server (JSON, without the protocol version).
+    #[wasm_bindgen(js_name = pollOutput)]
+    pub fn poll_output(&mut self) -> Option<String> {
+        let out = self.session.as_mut()?.poll_output()?;
+        let v = match out {
+            SessionOut::KeyPackage(kp) => {
+                json!({ "type": "mls_key_package", "data": b64::encode(&kp) })
+            }
+            SessionOut::Commit {
+                epoch,
+                message,
+                welcome,
+                added,
+            } => json!({
+                "type": "mls_commit",
+                "epoch": epoch,
+                "data": b64::encode(&message),
+                "welcome": welcome.map(|w| b64::encode(&w)),
+                "added": added,
+            }),
+            SessionOut::App(m) => json!({ "type": "mls_app", "data": b64::encode(&m) }),
+        };
+        Some(v.to_string())
+    }
+
+    /// The next event for the page (JSON).
+    #[wasm_bindgen(js_name = pollEvent)]
+    pub fn poll_event(&mut self) -> Option<String> {
+        let s = self.session.as_mut()?;
+        let ev = s.poll_event()?;
+        let v = match ev {
+            SessionEvent::Epoch { epoch, members } => {
+                let code = s.security_code();
+                json!({
+                    "type": "epoch",
+                    "epoch": epoch,
+                    "members": members,
+                    "emoji": code.as_ref().map(|c| c.emoji.clone()),
+                    "digits": code.map(|c| c.digits),
+                })
+            }
+            SessionEvent::Message { from, data } => json!({
+                "type": "message",
+                "from": from,
+                "text": String::from_utf8_lossy(&data),
+            }),
+            SessionEvent::Removed => json!({ "type": "removed" }),
+            SessionEvent::Refused { from, reason } => {
+                json!({ "type": "refused", "from": from, "reason": reason })
+            }
+        };
+        Some(v.to_string())
+    }
+
+    /// Whether keys exist: before this, nothing may be sent.
+    #[wasm_bindgen(js_name = isReady)]
+    pub fn is_ready(&self) -> bool {
+        self.session.as_ref().is_some_and(Session::is_ready)
+    }
+
+    /// Seals one outgoing frame.
+    pub fn seal(&mut self, video: bool, frame: &[u8]) -> Result<Vec<u8>, JsError> {
+        self.s()?.media().seal(kind(video), frame).map_err(err)
+    }
+
+    /// Opens one incoming frame; errors if it has no key or fails authentication.
+    pub fn open(&mut self, now: f64, video: bool, frame: &[u8]) -> Result<Vec<u8>, JsError> {
+        self.s()?
+            .media()
+            .open(now as u64, kind(video), frame)
+            .map_err(err)
+    }
+}

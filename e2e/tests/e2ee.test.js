@@ -1,0 +1,116 @@
+// End-to-end encryption in real browsers: three pages meet, video decodes
+// through the E2EE worker (its own sealed/opened counters rise), all three show
+// the same security code, chat crosses, and a tap in the server sees neither
+// the chat, nor the names, nor the link secret. A page with a wrong secret
+// cannot see or hear anyone: its tiles say they cannot be decrypted.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join as pathJoin } from 'node:path';
+import { after, before, test } from 'node:test';
+import { OUTPUT, join, launchBrowser, newPage, sleep, startServer, waitFor } from '../lib/harness.js';
+
+const CHAT = 'the eagle lands at midnight 7781';
+const NAMES = ['Alice Quenneville', 'Bob Marchetti', 'Carol Dufresne'];
+const TAP_OUT = pathJoin(OUTPUT, 'tap-report.json');
+
+let server;
+let browser;
+let needles = [...NAMES, CHAT];
+
+before(async () => {
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+const e2ee = (page) => page.evaluate(() => window.aparte.diagnostics().e2ee);
+
+test('three browsers meet end-to-end encrypted; the server sees no plaintext', { timeout: 120000 }, async () => {
+  // The link (and its secret) is made by the first page; the tap must know the
+  // secret to look for it, so the server starts after the link exists.
+  const maker = await newPage(browser);
+  const probe = await startServer();
+  await maker.goto(probe.url);
+  await maker.click('#new-meeting');
+  await maker.waitForURL(/#/);
+  const secret = new URL(maker.url()).hash.slice(1);
+  const room = new URL(maker.url()).pathname;
+  await maker.context().close();
+  await probe.stop();
+
+  needles = [...needles, secret];
+  server = await startServer({ tap: { out: TAP_OUT, needles } });
+  const link = `${server.url}${room}#${secret}`;
+
+  const pages = [];
+  for (const name of NAMES) {
+    const p = await newPage(browser);
+    await join(p, link, name);
+    pages.push(p);
+  }
+  for (const [i, p] of pages.entries()) {
+    await waitFor(p, () => window.aparte.diagnostics().e2ee.inGroup && window.aparte.diagnostics().e2ee.roster.length === 2, 20000, `${NAMES[i]} in the group with 2 others`);
+  }
+  // One security code for all, shown on screen.
+  await sleep(500);
+  const codes = await Promise.all(pages.map((p) => p.textContent('#security-digits')));
+  assert.match(codes[0], /^\d{5} \d{5} \d{5} \d{5}$/);
+  assert.deepEqual(codes, [codes[0], codes[0], codes[0]], 'same security code everywhere');
+  for (const p of pages) {
+    assert.equal(await p.textContent('#e2ee-status'), '🔒 End-to-end encrypted');
+  }
+
+  // Video decodes, and it went through the worker: frames sealed and opened.
+  for (const [i, p] of pages.entries()) {
+    await waitFor(
+      p,
+      async () => (await window.aparte.diagnostics().stats()).filter((s) => s.kind === 'video' && s.framesDecoded > 10).length >= 2,
+      20000,
+      `${NAMES[i]} decodes 2 videos`,
+    );
+    const a = (await e2ee(p)).counters;
+    await sleep(1500);
+    const b = (await e2ee(p)).counters;
+    assert.ok(b.sealed > a.sealed, `${NAMES[i]} seals frames`);
+    assert.ok(b.opened > a.opened, `${NAMES[i]} opens frames`);
+  }
+  // Names came through MLS.
+  const labels = await pages[0].$$eval('.tile[data-kind="camera"] .label', (ls) => ls.map((l) => l.textContent).sort());
+  assert.deepEqual(labels, [`${NAMES[0]} (you)`, NAMES[1], NAMES[2]].sort());
+
+  // Chat.
+  await pages[0].fill('#chat-input', CHAT);
+  await pages[0].click('#chat-form button');
+  for (const p of pages.slice(1)) {
+    await waitFor(p, (text) => document.querySelector('#chat-log').textContent.includes(text), 5000, 'chat arrives', CHAT);
+    const who = await p.textContent('#chat-log li:last-child .who');
+    assert.equal(who, NAMES[0]);
+  }
+  await pages[1].screenshot({ path: pathJoin(OUTPUT, 'meeting-e2ee.png') });
+
+  // A page with the right room but a wrong secret.
+  const wrong = await newPage(browser);
+  const badLink = `${server.url}${room}#${'A'.repeat(22)}`;
+  await join(wrong, badLink, 'Mallory');
+  await waitFor(wrong, () => document.querySelectorAll('.tile .status').length >= 3, 20000, 'tiles say they cannot be decrypted');
+  const statuses = await wrong.$$eval('.tile .status', (s) => s.map((x) => x.textContent));
+  assert.ok(statuses.every((s) => s === 'Cannot be decrypted'), String(statuses));
+  assert.equal((await e2ee(wrong)).inGroup, false);
+  const wrongStats = await wrong.evaluate(() => window.aparte.diagnostics().stats());
+  assert.ok(wrongStats.filter((s) => s.kind === 'video').every((s) => s.framesDecoded === 0), 'nothing decodes');
+  // The others never let it in: same code, same roster.
+  for (const p of pages) {
+    assert.equal(await p.textContent('#security-digits'), codes[0]);
+    assert.equal((await e2ee(p)).roster.length, 2);
+  }
+
+  await sleep(800);
+  const report = JSON.parse(readFileSync(TAP_OUT, 'utf8'));
+  assert.ok(report.frames > 200, `the tap saw frames (${report.frames})`);
+  assert.ok(report.mls_app > 0, 'the tap saw MLS application messages');
+  assert.deepEqual(report.hits, [], 'no name, chat text or link secret crossed the server');
+});
