@@ -8,7 +8,7 @@ import { join, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/h
 const env = serverAndBrowser();
 
 test('a screen share reaches the other participant and stops', { timeout: 60000 }, async () => {
-  const link = `${env.server.url}/m/screen-share-room#c2NyZWVuLXNoYXJlLWxpbmsh`;
+  const link = `${env.server.url}/m/screen-share-room#U2NyZWVuU2hhcmVMaW5rMQ`;
   const alice = await newPage(env.browser);
   await join(alice, link, 'Alice');
   const bob = await newPage(env.browser);

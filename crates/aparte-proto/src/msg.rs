@@ -422,7 +422,7 @@ mod tests {
         );
         let big = format!(
             r#"{{"v":1,"type":"answer","sdp":"{}"}}"#,
-            "a".repeat(70_000)
+            "a".repeat(300_000)
         );
         assert_eq!(code(&big), ErrorCode::TooLarge);
         let relay = format!(
