@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of Aparté: Rust unit, simulation and integration tests, then
-# the real-browser tests (headless Chromium against the release server binary).
+# the real-browser tests (headless Chromium against the real server binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== Rust tests (unit, SFU simulation, server integration with bots)"
 cargo test --workspace --all-targets
 
-echo "== Release build (the binary the browser tests run, and its tap-server example)"
-cargo build --release -p aparte-server --bin aparte-server --example tap-server
+echo "== Server build for the browser tests (and its tap-server example)"
+# The test profile's build: dependencies are optimized (see Cargo.toml), and
+# it reuses what cargo test just compiled instead of a whole release build.
+cargo build -p aparte-server --bin aparte-server --example tap-server
 
 echo "== Browser tests"
 chromium_bin="${CHROMIUM:-/usr/bin/chromium}"

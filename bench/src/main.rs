@@ -22,6 +22,38 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 #[derive(Debug, Parser)]
 #[command(about = "Aparté benchmarks on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Scenario {
+    /// One publisher to N receivers.
+    Fanout(Args),
+    /// Time from join to first decrypted remote frame, against ICE+DTLS connect time.
+    Join(JoinArgs),
+    /// Native SFrame seal/open cost per 720p-sized frame.
+    Frames,
+}
+
+#[derive(Debug, clap::Args)]
+struct JoinArgs {
+    /// Meeting sizes (the last participant's join is measured).
+    #[arg(long, value_delimiter = ',', default_value = "2,5,10")]
+    sizes: Vec<usize>,
+    /// Runs per size (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Server binary.
+    #[arg(long, default_value = "target/release/aparte-server")]
+    server: PathBuf,
+    /// Append the table to this markdown file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Receiver counts of the fan-out scenario.
     #[arg(long, value_delimiter = ',', default_value = "10,50,100")]
@@ -55,7 +87,18 @@ struct FanoutRow {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Cli::parse().scenario {
+        Scenario::Fanout(args) => run_fanout(args).await,
+        Scenario::Join(args) => run_join(args).await,
+        Scenario::Frames => {
+            let table = frames_bench()?;
+            println!("{table}");
+            Ok(())
+        }
+    }
+}
+
+async fn run_fanout(args: Args) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &n in &args.receivers {
         let row = fanout(&args, n).await?;
@@ -64,14 +107,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let table = render(&args, &rows);
     println!("\n{table}");
-    if let Some(path) = &args.record {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(f, "\n{table}")?;
-    }
-    Ok(())
+    record(args.record.as_ref(), &table)
 }
 
 struct ServerProc {
@@ -230,31 +266,9 @@ async fn reports(bots: &[Bot]) -> anyhow::Result<Vec<BotReport>> {
 }
 
 fn render(args: &Args, rows: &[FanoutRow]) -> String {
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let (date, commit, machine) = (date(), commit(), machine());
     let mut s = format!(
-        "### Fan-out, {date}, commit {commit}\n\nMachine: {cores} cores, {cpu}. One publisher at {} kbps video (30 fps) + audio, \
+        "### Fan-out, {date}, commit {commit}\n\nMachine: {machine}. One publisher at {} kbps video (30 fps) + audio, \
          N receive-only bots in the same process as each other, server in its own process; {} s measured after 3 s warm-up.\n\n\
          | receivers | forwarded pkt/s | frame loss | server user µs/pkt | server sys µs/pkt | video latency p50 | p99 | server RSS |\n\
          |---:|---:|---:|---:|---:|---:|---:|---:|\n",
@@ -275,4 +289,175 @@ fn render(args: &Args, rows: &[FanoutRow]) -> String {
         ));
     }
     s
+}
+
+fn record(path: Option<&PathBuf>, table: &str) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(f, "\n{table}")?;
+    }
+    Ok(())
+}
+
+/// Join timing: N-1 bots meet; the N-th joins; from its `join` call we take
+/// the time to ICE+DTLS connected, to the first decrypted frame of any peer,
+/// and to a decrypted frame of every peer.
+async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for &n in &args.sizes {
+        let mut samples = Vec::new();
+        for run in 0..args.runs {
+            samples.push(join_once(&args.server, n, run).await?);
+        }
+        let med = |f: fn(&(f64, f64, f64)) -> f64| {
+            let mut v: Vec<f64> = samples.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let row = (n, med(|s| s.0), med(|s| s.1), med(|s| s.2));
+        println!("{row:?}");
+        rows.push(row);
+    }
+    let mut t = format!(
+        "### Join to first frame, {}, commit {}\n\nMachine: {}. Bots on loopback, E2EE on (MLS add + SFrame); \
+         the last of N participants is measured from its join call; median of {} runs. \
+         `aparte-bench join --sizes 2,5,10 --runs {}`.\n\n\
+         | participants | ICE+DTLS connected | first decrypted frame | frames from every peer |\n|---:|---:|---:|---:|\n",
+        date(),
+        commit(),
+        machine(),
+        args.runs,
+        args.runs
+    );
+    for (n, c, f, a) in rows {
+        t.push_str(&format!("| {n} | {c:.0} ms | {f:.0} ms | {a:.0} ms |\n"));
+    }
+    println!("\n{t}");
+    record(args.record.as_ref(), &t)
+}
+
+async fn join_once(bin: &PathBuf, n: usize, run: usize) -> anyhow::Result<(f64, f64, f64)> {
+    let server = ServerProc::start(bin)?;
+    let epoch = Instant::now();
+    let link = aparte_e2ee::LinkSecret::from_bytes([4; 16]);
+    let room =
+        RoomId::parse(&format!("bench-join-{n}-{run}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = || BotConfig::new(1_000_000, epoch, link.clone());
+    let mut early = Vec::new();
+    for _ in 0..n - 1 {
+        let b = Bot::join(&server.ws_url, room.clone(), LOOPBACK, config()).await?;
+        b.connected(Duration::from_secs(20)).await?;
+        early.push(b);
+    }
+    // Let the group settle before the measured join.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t0 = epoch.elapsed().as_micros() as u64;
+    let last = Bot::join(&server.ws_url, room.clone(), LOOPBACK, config()).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rep = last.report().await?;
+        let firsts: Vec<u64> = early
+            .iter()
+            .filter_map(|p| {
+                rep.stream(p.id(), TrackSource::Camera)
+                    .and_then(|s| s.first_us)
+            })
+            .collect();
+        if firsts.len() == early.len() {
+            let ms = |us: u64| us.saturating_sub(t0) as f64 / 1000.0;
+            let connected = rep.connected_us.map_or(f64::NAN, ms);
+            let first = firsts.iter().copied().min().map_or(f64::NAN, ms);
+            let all = firsts.iter().copied().max().map_or(f64::NAN, ms);
+            last.kill();
+            for b in early {
+                b.kill();
+            }
+            return Ok((connected, first, all));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the last joiner did not receive every peer within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Native SFrame seal and open of 720p-sized frames (6 KB delta, 60 KB key).
+fn frames_bench() -> anyhow::Result<String> {
+    use aparte_e2ee::{Incoming, LinkSecret, MediaKind, Member};
+    let link = LinkSecret::from_bytes([1; 16]);
+    let mut a = Member::new(1, link.clone(), 1000)?;
+    a.create_group(0, b"bench")?;
+    let mut b = Member::new(2, link, 1000)?;
+    let kp = a.verify_join_request(2, &b.join_request()?)?;
+    let commit_msg = a.commit(vec![kp], &[])?;
+    a.commit_accepted(0)?;
+    let welcome = commit_msg.welcome.context("welcome")?;
+    anyhow::ensure!(matches!(b.process(0, &welcome)?, Incoming::Joined { .. }));
+    let mut out = format!(
+        "### SFrame per frame, native, {}, commit {}\n\nMachine: {}. `aparte-bench frames` (release build).\n\n| frame | seal | open |\n|---|---:|---:|\n",
+        date(),
+        commit(),
+        machine()
+    );
+    for (label, size, iters) in [
+        ("720p delta (6 KB)", 6_250usize, 5_000u32),
+        ("720p key (60 KB)", 60_000, 1_000),
+    ] {
+        let mut frame = vec![0x11u8; size];
+        if label.contains("key") {
+            frame[0] = 0x10;
+        }
+        let t = Instant::now();
+        let mut sealed = Vec::new();
+        for _ in 0..iters {
+            sealed = a.media().seal(MediaKind::Video, &frame)?;
+        }
+        let seal_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
+        let t = Instant::now();
+        for _ in 0..iters {
+            let opened = b.media().open(0, MediaKind::Video, &sealed)?;
+            anyhow::ensure!(opened.len() == frame.len());
+        }
+        let open_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
+        out.push_str(&format!(
+            "| {label} | {seal_us:.1} µs | {open_us:.1} µs |\n"
+        ));
+    }
+    Ok(out)
+}
+
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
 }

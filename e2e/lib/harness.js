@@ -13,15 +13,17 @@ export const OUTPUT = joinPath(ROOT, 'e2e/output');
 mkdirSync(OUTPUT, { recursive: true });
 
 /**
- * Starts target/release/aparte-server; resolves with {url, logs, stop}.
+ * Starts the server binary (target/debug/aparte-server as scripts/test.sh
+ * builds it, or $APARTE_BIN); resolves with {url, logs, stop}.
  * With `tap: {out, needles}`, starts the tap-server example instead (the same
  * server with a tap that reports which needles crossed it), see its source.
  */
 export async function startServer({ tap } = {}) {
-  let bin = process.env.APARTE_BIN || joinPath(ROOT, 'target/release/aparte-server');
+  const profile = process.env.APARTE_PROFILE || 'debug';
+  let bin = process.env.APARTE_BIN || joinPath(ROOT, `target/${profile}/aparte-server`);
   let args = ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0'];
   if (tap) {
-    bin = joinPath(ROOT, 'target/release/examples/tap-server');
+    bin = joinPath(ROOT, `target/${profile}/examples/tap-server`);
     args = ['--out', tap.out, ...tap.needles.flatMap((n) => ['--needle', n])];
   }
   const child = spawn(bin, args, {

@@ -126,6 +126,7 @@ pub struct BotCore {
     unexpected_frames: u64,
     keyframe_requests: u64,
     datagrams_in: u64,
+    connected_us: Option<u64>,
     connected: bool,
     next_wake: Instant,
     out: VecDeque<BotOutput>,
@@ -162,6 +163,7 @@ impl BotCore {
             unexpected_frames: 0,
             keyframe_requests: 0,
             datagrams_in: 0,
+            connected_us: None,
             connected: false,
             next_wake: now,
             out: VecDeque::new(),
@@ -218,6 +220,7 @@ impl BotCore {
             connected: self.connected,
             keyframe_requests_received: self.keyframe_requests,
             datagrams_in: self.datagrams_in,
+            connected_us: self.connected_us,
             e2ee: {
                 let mut e = self.e2ee.clone();
                 if let Some(s) = &self.session {
@@ -566,7 +569,12 @@ impl BotCore {
                     contents: t.contents.into(),
                 }),
                 Ok(Output::Event(e)) => match e {
-                    Event::Connected => self.connected = true,
+                    Event::Connected => {
+                        self.connected = true;
+                        self.connected_us = Some(
+                            now.saturating_duration_since(self.config.epoch).as_micros() as u64,
+                        );
+                    }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         return Err(BotError::Disconnected);
                     }

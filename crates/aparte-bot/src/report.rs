@@ -24,6 +24,8 @@ pub struct BotReport {
     pub keyframe_requests_received: u64,
     /// UDP datagrams received from the server (media, RTCP, STUN, DTLS).
     pub datagrams_in: u64,
+    /// When ICE and DTLS completed, µs on the bots' shared clock.
+    pub connected_us: Option<u64>,
     /// What end-to-end encryption did.
     pub e2ee: E2eeReport,
 }
@@ -111,6 +113,8 @@ pub struct StreamReport {
     pub undecryptable: u64,
     /// Receive time minus send time, µs, one per frame (bounded).
     pub latency_us: Vec<u32>,
+    /// When the first intact frame arrived, µs on the bots' shared clock.
+    pub first_us: Option<u64>,
 }
 
 impl StreamReport {
@@ -129,6 +133,7 @@ impl StreamReport {
             wrong_sender: 0,
             undecryptable: 0,
             latency_us: Vec::new(),
+            first_us: None,
         }
     }
 
@@ -142,6 +147,7 @@ impl StreamReport {
             None => self.first_seq = Some(info.seq),
         }
         self.last_seq = Some(info.seq);
+        self.first_us.get_or_insert(now_us);
         self.frames += 1;
         self.bytes += len as u64;
         if info.keyframe {
