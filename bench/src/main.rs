@@ -35,6 +35,32 @@ enum Scenario {
     Join(JoinArgs),
     /// Native SFrame seal/open cost per 720p-sized frame.
     Frames,
+    /// After a participant leaves, how long until every remaining member
+    /// seals with the next epoch's keys (the removed member's exposure).
+    Removal(RemovalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RemovalArgs {
+    /// Participants before the leave.
+    #[arg(long, default_value_t = 5)]
+    size: usize,
+    /// Runs (the median and the worst are reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[command(flatten)]
+    out: Common,
+}
+
+/// Arguments every scenario that runs the server takes.
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Server binary.
+    #[arg(long, default_value = "target/release/aparte-server")]
+    server: PathBuf,
+    /// Append the table to this markdown file.
+    #[arg(long)]
+    record: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,12 +71,8 @@ struct JoinArgs {
     /// Runs per size (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Server binary.
-    #[arg(long, default_value = "target/release/aparte-server")]
-    server: PathBuf,
-    /// Append the table to this markdown file.
-    #[arg(long)]
-    record: Option<PathBuf>,
+    #[command(flatten)]
+    out: Common,
 }
 
 #[derive(Debug, clap::Args)]
@@ -64,12 +86,8 @@ struct Args {
     /// Seconds measured per step (after a warm-up).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Server binary.
-    #[arg(long, default_value = "target/release/aparte-server")]
-    server: PathBuf,
-    /// Append the table to this markdown file.
-    #[arg(long)]
-    record: Option<PathBuf>,
+    #[command(flatten)]
+    out: Common,
 }
 
 /// One measured step of the fan-out scenario.
@@ -90,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Fanout(args) => run_fanout(args).await,
         Scenario::Join(args) => run_join(args).await,
+        Scenario::Removal(args) => run_removal(args).await,
         Scenario::Frames => {
             let table = frames_bench()?;
             println!("{table}");
@@ -107,7 +126,7 @@ async fn run_fanout(args: Args) -> anyhow::Result<()> {
     }
     let table = render(&args, &rows);
     println!("\n{table}");
-    record(args.record.as_ref(), &table)
+    record(args.out.record.as_ref(), &table)
 }
 
 struct ServerProc {
@@ -168,7 +187,7 @@ impl Drop for ServerProc {
 }
 
 async fn fanout(args: &Args, n: usize) -> anyhow::Result<FanoutRow> {
-    let server = ServerProc::start(&args.server)?;
+    let server = ServerProc::start(&args.out.server)?;
     let epoch = Instant::now();
     let link = aparte_e2ee::LinkSecret::from_bytes([3; 16]);
     let room = RoomId::parse(&format!("bench-fanout-{n}")).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -310,7 +329,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     for &n in &args.sizes {
         let mut samples = Vec::new();
         for run in 0..args.runs {
-            samples.push(join_once(&args.server, n, run).await?);
+            samples.push(join_once(&args.out.server, n, run).await?);
         }
         let med = |f: fn(&(f64, f64, f64)) -> f64| {
             let mut v: Vec<f64> = samples.iter().map(f).collect();
@@ -336,7 +355,7 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
         t.push_str(&format!("| {n} | {c:.0} ms | {f:.0} ms | {a:.0} ms |\n"));
     }
     println!("\n{t}");
-    record(args.record.as_ref(), &t)
+    record(args.out.record.as_ref(), &t)
 }
 
 async fn join_once(bin: &PathBuf, n: usize, run: usize) -> anyhow::Result<(f64, f64, f64)> {
@@ -460,4 +479,79 @@ fn machine() -> String {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cores} cores, {cpu}")
+}
+
+/// Exposure after a removal: a bot leaves (its signaling closes); we take the
+/// time until every remaining bot entered the next epoch, after which their
+/// frames use keys the leaver never had.
+async fn run_removal(args: RemovalArgs) -> anyhow::Result<()> {
+    let mut samples = Vec::new();
+    for run in 0..args.runs {
+        let server = ServerProc::start(&args.out.server)?;
+        let epoch = Instant::now();
+        let link = aparte_e2ee::LinkSecret::from_bytes([6; 16]);
+        let room =
+            RoomId::parse(&format!("bench-removal-{run}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut bots = Vec::new();
+        for _ in 0..args.size {
+            let b = Bot::join(
+                &server.ws_url,
+                room.clone(),
+                LOOPBACK,
+                BotConfig::new(500_000, epoch, link.clone()),
+            )
+            .await?;
+            b.connected(Duration::from_secs(20)).await?;
+            bots.push(b);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let before = bots[0].report().await?.e2ee.epoch.context("in a group")?;
+        let leaver = bots.remove(1);
+        let t0 = epoch.elapsed().as_micros() as u64;
+        leaver.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let exposure_ms = loop {
+            let mut done = Vec::new();
+            for b in &bots {
+                let rep = b.report().await?;
+                if let Some(&(_, at)) = rep.e2ee.epoch_changes.iter().find(|(e, _)| *e > before) {
+                    done.push(at);
+                }
+            }
+            if done.len() == bots.len() {
+                break done
+                    .iter()
+                    .max()
+                    .map_or(f64::NAN, |&at| at.saturating_sub(t0) as f64 / 1000.0);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "remaining bots did not move on within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        println!("run {run}: {exposure_ms:.1} ms");
+        samples.push(exposure_ms);
+        for b in bots {
+            b.kill();
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    let t = format!(
+        "### Exposure after a removal, {}, commit {}\n\nMachine: {}. {} bots, one closes its connection; time until every \
+         remaining bot is in the next epoch (its frames then use keys the leaver never had). Receivers still accept the \
+         previous epoch's frames for the grace (1000 ms), which lets the remaining members open frames in flight and gives \
+         the leaver nothing new. `aparte-bench removal --size {} --runs {}`.\n\n| median | worst of {} |\n|---:|---:|\n| {:.1} ms | {:.1} ms |\n",
+        date(),
+        commit(),
+        machine(),
+        args.size,
+        args.size,
+        args.runs,
+        args.runs,
+        samples[samples.len() / 2],
+        samples[samples.len() - 1]
+    );
+    println!("\n{t}");
+    record(args.out.record.as_ref(), &t)
 }

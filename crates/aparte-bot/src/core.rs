@@ -127,6 +127,8 @@ pub struct BotCore {
     keyframe_requests: u64,
     datagrams_in: u64,
     connected_us: Option<u64>,
+    /// The latest time a caller gave us (sans-IO: we never read the clock).
+    last_now: Instant,
     connected: bool,
     next_wake: Instant,
     out: VecDeque<BotOutput>,
@@ -164,6 +166,7 @@ impl BotCore {
             keyframe_requests: 0,
             datagrams_in: 0,
             connected_us: None,
+            last_now: now,
             connected: false,
             next_wake: now,
             out: VecDeque::new(),
@@ -235,6 +238,7 @@ impl BotCore {
 
     /// Handles a message from the server.
     pub fn handle_signal(&mut self, now: Instant, msg: ServerMsg) -> Result<(), BotError> {
+        self.last_now = now;
         match msg {
             ServerMsg::Welcome {
                 you,
@@ -358,7 +362,14 @@ impl BotCore {
         let mut announce = false;
         while let Some(ev) = s.poll_event() {
             match ev {
-                SessionEvent::Epoch { .. } => announce = true,
+                SessionEvent::Epoch { epoch, .. } => {
+                    announce = true;
+                    let us = self
+                        .last_now
+                        .saturating_duration_since(self.config.epoch)
+                        .as_micros() as u64;
+                    self.e2ee.epoch_changes.push((epoch, us));
+                }
                 SessionEvent::Message { from, data } => {
                     let text = String::from_utf8_lossy(&data).into_owned();
                     self.e2ee.messages.push((ParticipantId(from), text));
@@ -403,6 +414,7 @@ impl BotCore {
         source: SocketAddr,
         data: &[u8],
     ) -> Result<(), BotError> {
+        self.last_now = now;
         self.datagrams_in += 1;
         let Ok(contents) = DatagramRecv::try_from(data) else {
             return Ok(());
@@ -424,6 +436,7 @@ impl BotCore {
 
     /// Advances time: publishes frames that are due.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), BotError> {
+        self.last_now = now;
         let ms = self.ms(now);
         if let Some(s) = &mut self.session {
             s.handle_timeout(ms);

@@ -47,6 +47,8 @@ pub struct E2eeReport {
     pub frames_not_sent: u64,
     /// Things the E2EE layer refused, with reasons.
     pub refusals: Vec<String>,
+    /// Each epoch this bot entered, and when (µs on the bots' shared clock).
+    pub epoch_changes: Vec<(u64, u64)>,
 }
 
 impl E2eeReport {
