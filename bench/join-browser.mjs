@@ -12,7 +12,7 @@ const rows = [];
 for (const n of sizes) {
   const server = await startServer();
   const browser = await launchBrowser();
-  const link = `${server.url}/m/bench-join-${n}#QmVuY2hKb2luTGlua1NlY3I`;
+  const link = `${server.url}/m/bench-join-${n}#QmVuY2hKb2luTGlua1NlY3`;
   const pages = [];
   for (let i = 0; i < n - 1; i++) {
     const p = await newPage(browser);
