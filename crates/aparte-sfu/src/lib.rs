@@ -36,6 +36,11 @@
 //! a keyframe. Keyframe requests from receivers are relayed to the publisher,
 //! at most one per published track every [`SfuConfig::keyframe_throttle`].
 //!
+//! Each room also runs the MLS delivery service (`ds.rs`): it orders commits
+//! (the first for an epoch wins), relays key packages, Welcomes and application
+//! messages to the room's group, and never reads any of them — they are opaque
+//! base64 to it. The group's secrets live only in the participants.
+//!
 //! A participant is removed when its signaling connection closes, when it
 //! leaves, when ICE has not connected [`CONNECT_TIMEOUT`] after its first
 //! offer, or when ICE consent stops (no binding request for 15 s, str0m's
