@@ -8,9 +8,10 @@ echo "== Rust tests (unit, SFU simulation, server integration with bots)"
 cargo test --workspace --all-targets
 
 echo "== Server build for the browser tests (and its tap-server example)"
-# The test profile's build: dependencies are optimized (see Cargo.toml), and
-# it reuses what cargo test just compiled instead of a whole release build.
-cargo build -p aparte-server --bin aparte-server --example tap-server
+# The test profile's build: dependencies are optimized (see Cargo.toml). Building
+# the whole workspace keeps the features cargo test resolved, so it reuses what
+# cargo test just compiled instead of rebuilding dependencies.
+cargo build --workspace --all-targets
 
 echo "== Browser tests"
 chromium_bin="${CHROMIUM:-/usr/bin/chromium}"
