@@ -1,13 +1,17 @@
 //! Identifier newtypes: room ids chosen by clients, participant ids chosen by the server.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A room id as it appears in a meeting link (`/m/ROOM`). It is a name, not a
 /// secret: the link's secret lives in the URL fragment and never reaches the
 /// server. Allowed form: 6 to 64 characters of `A-Z a-z 0-9 - _`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct RoomId(String);
+///
+/// The text is shared: cloning a room id (the SFU does it for every forwarded
+/// frame) costs a reference count, not an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomId(Arc<str>);
 
 /// Why an id was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +26,7 @@ impl RoomId {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok_len && ok_chars {
-            Ok(RoomId(s.to_owned()))
+            Ok(RoomId(Arc::from(s)))
         } else {
             Err(IdError)
         }
@@ -31,6 +35,12 @@ impl RoomId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl Serialize for RoomId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
