@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aparte_e2ee::{LinkSecret, MediaKind, Session, SessionEvent, SessionOut, b64};
-use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, ServerMsg, TrackSource};
+use aparte_proto::{
+    ClientMsg, ErrorCode, ParticipantId, Role, RoomId, ServerMsg, Token, TrackSource,
+};
 use str0m::change::SdpOffer;
 use str0m::crypto::{CryptoProvider, from_feature_flags};
 use str0m::media::{KeyframeRequestKind, MediaData, MediaTime, Mid};
@@ -38,6 +40,17 @@ pub struct BotConfig {
     pub name: String,
     /// How long old epochs' media keys stay accepted, in ms.
     pub grace_ms: u64,
+    /// A host or moderator key to present when joining. With the host key of
+    /// a room that is not running, the join opens it.
+    pub key: Option<Token>,
+    /// A seat from an earlier admission (a reconnect).
+    pub seat: Option<Token>,
+    /// The room's passcode.
+    pub passcode: Option<String>,
+    /// As host: turn the lobby off once welcomed, so other bots walk in.
+    pub open_room: bool,
+    /// As host or moderator: admit everyone who waits in the lobby.
+    pub admit_all: bool,
 }
 
 impl BotConfig {
@@ -54,7 +67,20 @@ impl BotConfig {
             link,
             name: String::from("bot"),
             grace_ms: 1000,
+            key: None,
+            seat: None,
+            passcode: None,
+            open_room: false,
+            admit_all: false,
         }
+    }
+
+    /// The same bot as the host of `key`'s room, turning its lobby off so
+    /// the other bots of a run enter directly.
+    pub fn hosting(mut self, key: Token) -> Self {
+        self.key = Some(key);
+        self.open_room = true;
+        self
     }
 
     /// A bot that only receives.
@@ -137,6 +163,8 @@ pub struct BotCore {
     /// The E2EE session, from the server's welcome on.
     session: Option<Session>,
     e2ee: crate::report::E2eeReport,
+    room: Option<RoomId>,
+    control: crate::report::ControlReport,
 }
 
 impl std::fmt::Debug for BotCore {
@@ -174,6 +202,8 @@ impl BotCore {
             crypto,
             session: None,
             e2ee: Default::default(),
+            room: None,
+            control: Default::default(),
         }
     }
 
@@ -201,6 +231,11 @@ impl BotCore {
         self.me
     }
 
+    /// The id the server gave this bot while it waits in the lobby.
+    pub fn waiting(&self) -> Option<ParticipantId> {
+        self.control.waiting
+    }
+
     /// Whether ICE and DTLS are up.
     pub fn is_connected(&self) -> bool {
         self.connected
@@ -224,6 +259,7 @@ impl BotCore {
             keyframe_requests_received: self.keyframe_requests,
             datagrams_in: self.datagrams_in,
             connected_us: self.connected_us,
+            control: self.control.clone(),
             e2ee: {
                 let mut e = self.e2ee.clone();
                 if let Some(s) = &self.session {
@@ -242,10 +278,25 @@ impl BotCore {
         match msg {
             ServerMsg::Welcome {
                 you,
+                role,
+                seat,
+                room,
                 peers,
                 create_group,
             } => {
                 self.me = Some(you);
+                self.control.waiting = None;
+                self.control.role = Some(role);
+                self.control.seat = Some(seat);
+                self.control.room = Some(room);
+                if role == Role::Host && self.config.open_room && room.lobby {
+                    self.out.push_back(BotOutput::Signal(ClientMsg::UpdateRoom {
+                        lobby: Some(false),
+                        locked: None,
+                        persistent: None,
+                        passcode: None,
+                    }));
+                }
                 self.peers = peers.into_iter().map(|p| p.id).collect();
                 let mut session = Session::new(
                     you.0,
@@ -260,6 +311,36 @@ impl BotCore {
                 self.session = Some(session);
             }
             ServerMsg::PeerJoined { peer } => self.peers.push(peer.id),
+            ServerMsg::Waiting { you } => self.control.waiting = Some(you),
+            ServerMsg::LobbyRequest { peer, name } => {
+                let opened = match (&self.room, name) {
+                    (Some(room), Some(n)) => self.config.link.open_lobby_name(room.as_str(), &n),
+                    _ => None,
+                };
+                self.control.lobby.push((peer, opened));
+                if self.config.admit_all {
+                    self.out
+                        .push_back(BotOutput::Signal(ClientMsg::Admit { peer }));
+                }
+            }
+            ServerMsg::LobbyDone { peer, admitted } => {
+                self.control.lobby_done.push((peer, admitted));
+            }
+            ServerMsg::RoleChanged { peer, role } => {
+                if Some(peer) == self.me {
+                    self.control.role = Some(role);
+                }
+            }
+            ServerMsg::ModeratorKey { key } => self.control.moderator_key = Some(key),
+            ServerMsg::RoomUpdated { room } => self.control.room = Some(room),
+            ServerMsg::MuteRequested { by, peer } => {
+                self.control.mute_requests.push((by, peer));
+                if peer.is_none() || peer == self.me {
+                    // Asked to mute: the bot's microphone goes quiet.
+                    self.control.muted = true;
+                    self.publishers.retain(|p| p.source != TrackSource::Mic);
+                }
+            }
             ServerMsg::PeerLeft { peer } => {
                 self.peers.retain(|&p| p != peer);
                 self.tracks.retain(|_, (p, _)| *p != peer);
@@ -332,7 +413,12 @@ impl BotCore {
                 }));
             }
             ServerMsg::Relay { .. } => {}
-            ServerMsg::Error { code, message } => return Err(BotError::Server(code, message)),
+            ServerMsg::Error { code, message } => {
+                self.control.errors.push(code);
+                if !Self::survives(code) {
+                    return Err(BotError::Server(code, message));
+                }
+            }
         }
         self.drain_session();
         self.drain(now)
@@ -468,9 +554,46 @@ impl BotCore {
         t
     }
 
-    /// The message that joins `room`.
-    pub fn join_msg(room: aparte_proto::RoomId) -> ClientMsg {
-        ClientMsg::Join { room }
+    /// The message that joins `room`, with this bot's key, seat, passcode
+    /// and its name sealed for the lobby.
+    pub fn join_msg(&mut self, room: RoomId) -> ClientMsg {
+        let name = self.config.link.seal_lobby_name(
+            room.as_str(),
+            &self.config.name,
+            rand::random::<[u8; 12]>(),
+        );
+        self.room = Some(room.clone());
+        ClientMsg::Join {
+            room,
+            key: self.config.key.clone(),
+            seat: self.config.seat.clone(),
+            passcode: self.config.passcode.clone(),
+            name: Some(name),
+        }
+    }
+
+    /// Refusals after which a participant carries on: the server refused one
+    /// request and changed nothing else. Any other error ends the bot.
+    fn survives(code: ErrorCode) -> bool {
+        matches!(
+            code,
+            ErrorCode::TooManyTracks
+                | ErrorCode::Forbidden
+                | ErrorCode::UnknownPeer
+                | ErrorCode::RateLimited
+                | ErrorCode::NotAdmitted
+                | ErrorCode::NotInGroup
+                | ErrorCode::AlreadyJoined
+                | ErrorCode::BadMessage
+                | ErrorCode::UnknownType
+                | ErrorCode::InvalidField
+                | ErrorCode::TooLarge
+        )
+    }
+
+    /// Queues a signaling message (host controls, probes of the server).
+    pub fn send_signal(&mut self, msg: ClientMsg) {
+        self.out.push_back(BotOutput::Signal(msg));
     }
 
     fn start_publishing(&mut self, now: Instant, publish: &aparte_proto::PublishSlots) {

@@ -19,5 +19,5 @@ mod report;
 mod runtime;
 
 pub use crate::core::{BotConfig, BotCore, BotError, BotOutput};
-pub use report::{BotReport, E2eeReport, StreamReport};
+pub use report::{BotReport, ControlReport, E2eeReport, StreamReport};
 pub use runtime::Bot;

@@ -1,6 +1,6 @@
 //! What a bot received, stream by stream.
 
-use aparte_proto::{ParticipantId, TrackSource};
+use aparte_proto::{ErrorCode, ParticipantId, Role, RoomState, Token, TrackSource};
 
 use crate::payload::FrameInfo;
 
@@ -28,6 +28,34 @@ pub struct BotReport {
     pub connected_us: Option<u64>,
     /// What end-to-end encryption did.
     pub e2ee: E2eeReport,
+    /// Roles, lobby and host controls as this bot saw them.
+    pub control: ControlReport,
+}
+
+/// Roles, lobby and host controls, as one bot saw them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlReport {
+    /// The bot's id while it waits in the lobby.
+    pub waiting: Option<ParticipantId>,
+    /// Its role, once admitted.
+    pub role: Option<Role>,
+    /// The seat it was given.
+    pub seat: Option<Token>,
+    /// The moderator key it was given when promoted.
+    pub moderator_key: Option<Token>,
+    /// The room's settings, as last announced.
+    pub room: Option<RoomState>,
+    /// Lobby requests it saw, with the name opened with the link (None when
+    /// it could not be opened).
+    pub lobby: Vec<(ParticipantId, Option<String>)>,
+    /// Lobby entries resolved, and whether each was admitted.
+    pub lobby_done: Vec<(ParticipantId, bool)>,
+    /// Mute requests: who asked, and whom (None: everyone).
+    pub mute_requests: Vec<(ParticipantId, Option<ParticipantId>)>,
+    /// Whether the bot muted itself on request.
+    pub muted: bool,
+    /// Every error code the server sent it, in order.
+    pub errors: Vec<ErrorCode>,
 }
 
 /// The bot's end-to-end encryption state and what came through it.

@@ -19,6 +19,7 @@ type Ws =
 enum Cmd {
     Report(oneshot::Sender<BotReport>),
     Chat(String, oneshot::Sender<Result<(), BotError>>),
+    Signal(ClientMsg),
     Leave,
 }
 
@@ -33,24 +34,48 @@ pub struct Bot {
 
 impl Bot {
     /// Joins `room` on the server whose signaling endpoint is `ws_url`
-    /// (`ws://host:port/ws`), with a media socket on `bind_ip`. Returns once
-    /// the server has welcomed the bot.
+    /// (`ws://host:port/ws`), with its signaling and media sockets bound on
+    /// `bind_ip`. Returns once the server has welcomed the bot or put it in
+    /// the lobby.
     pub async fn join(
         ws_url: &str,
         room: RoomId,
         bind_ip: IpAddr,
         config: BotConfig,
     ) -> anyhow::Result<Bot> {
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
+        let server = ws_url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .context("the signaling URL is not ws://host:port/…")?;
+        let server: SocketAddr = tokio::net::lookup_host(server)
+            .await?
+            .next()
+            .context("the signaling host has no address")?;
+        let tcp = if server.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        tcp.bind(SocketAddr::new(bind_ip, 0))
+            .context("binding the signaling socket")?;
+        let stream = tcp
+            .connect(server)
             .await
             .context("connecting to signaling")?;
+        let (mut ws, _) = tokio_tungstenite::client_async(
+            ws_url,
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .context("opening the signaling WebSocket")?;
         let udp = UdpSocket::bind(SocketAddr::new(bind_ip, 0))
             .await
             .context("binding the media socket")?;
         let local = udp.local_addr()?;
         let mut core = BotCore::new(Instant::now(), local, config);
-        send(&mut ws, &BotCore::join_msg(room)).await?;
-        // Wait for the welcome, so the caller knows the bot's id.
+        let join = core.join_msg(room);
+        send(&mut ws, &join).await?;
+        // Wait for the welcome (or the lobby), so the caller knows the bot's id.
         loop {
             let Some(msg) = ws.next().await else {
                 bail!("signaling closed before welcome");
@@ -58,11 +83,14 @@ impl Bot {
             let Message::Text(text) = msg? else { continue };
             let msg = parse_server_msg(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
             core.handle_signal(Instant::now(), msg)?;
-            if core.id().is_some() {
+            if core.id().is_some() || core.waiting().is_some() {
                 break;
             }
         }
-        let id = core.id().context("welcomed without an id")?;
+        let id = core
+            .id()
+            .or(core.waiting())
+            .context("welcomed without an id")?;
         let (cmd, cmd_rx) = mpsc::channel(8);
         let task = tokio::spawn(run(core, ws, udp, cmd_rx));
         Ok(Bot { id, cmd, task })
@@ -91,6 +119,27 @@ impl Bot {
             .await
             .map_err(|_| anyhow::anyhow!("bot stopped"))?;
         Ok(rx.await??)
+    }
+
+    /// Sends a signaling message as this bot (host controls, or probes of
+    /// what the server refuses).
+    pub async fn signal(&self, msg: ClientMsg) -> anyhow::Result<()> {
+        self.cmd
+            .send(Cmd::Signal(msg))
+            .await
+            .map_err(|_| anyhow::anyhow!("bot stopped"))
+    }
+
+    /// Waits until the bot is admitted from the lobby.
+    pub async fn admitted(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.report().await?.id.is_none() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("bot {} not admitted within {within:?}", self.id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// Waits until the media connection is up.
@@ -186,6 +235,7 @@ async fn run(
             c = cmd.recv() => match c {
                 Some(Cmd::Report(tx)) => { let _ = tx.send(core.report()); }
                 Some(Cmd::Chat(text, tx)) => { let _ = tx.send(core.send_chat(&text)); }
+                Some(Cmd::Signal(msg)) => core.send_signal(msg),
                 Some(Cmd::Leave) | None => {
                     let _ = send(&mut ws, &ClientMsg::Leave).await;
                     let _ = ws.close(None).await;

@@ -5,6 +5,8 @@
 //! "this participant holds the link" is derived from it here, each key with its
 //! own HKDF label so one can never stand in for another.
 
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes128Gcm, KeyInit, Nonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -97,8 +99,78 @@ impl LinkSecret {
     }
 }
 
+/// Longest display name sealed for the lobby, in bytes (longer names are cut
+/// at a character boundary).
+pub const MAX_LOBBY_NAME: usize = 256;
+
+impl LinkSecret {
+    fn lobby_cipher(&self) -> Aes128Gcm {
+        let key = self.derive(b"lobby name");
+        Aes128Gcm::new_from_slice(&key[..16])
+            .unwrap_or_else(|_| unreachable!("16 bytes is an AES-128 key"))
+    }
+
+    /// Seals a display name for the lobby of `room`: only holders of the link
+    /// can read it, and it cannot be replayed into another room. `nonce` must
+    /// be 12 fresh random bytes. Returns base64url text.
+    pub fn seal_lobby_name(&self, room: &str, name: &str, nonce: [u8; 12]) -> String {
+        let mut end = name.len().min(MAX_LOBBY_NAME);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let aad = [b"aparte lobby v1 ".as_slice(), room.as_bytes()].concat();
+        let ct = self
+            .lobby_cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &name.as_bytes()[..end],
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        crate::b64::encode(&out)
+    }
+
+    /// Opens [`LinkSecret::seal_lobby_name`] output; `None` when it was not
+    /// sealed with this link for this room, or is not text.
+    pub fn open_lobby_name(&self, room: &str, sealed: &str) -> Option<String> {
+        let bytes = crate::b64::decode(sealed)?;
+        if bytes.len() < 12 + 16 {
+            return None;
+        }
+        let (nonce, ct) = bytes.split_at(12);
+        let aad = [b"aparte lobby v1 ".as_slice(), room.as_bytes()].concat();
+        let pt = self
+            .lobby_cipher()
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .ok()?;
+        String::from_utf8(pt).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lobby_names_open_only_with_the_link_and_room() {
+        let s = LinkSecret::from_bytes([7; 16]);
+        let sealed = s.seal_lobby_name("room-1", "Amélie", [1; 12]);
+        assert!(!sealed.contains("Am"));
+        assert_eq!(
+            s.open_lobby_name("room-1", &sealed).as_deref(),
+            Some("Amélie")
+        );
+        assert_eq!(s.open_lobby_name("room-2", &sealed), None);
+        let other = LinkSecret::from_bytes([8; 16]);
+        assert_eq!(other.open_lobby_name("room-1", &sealed), None);
+        assert_eq!(s.open_lobby_name("room-1", "AAAA"), None);
+        let long = "é".repeat(300);
+        let opened = s.open_lobby_name("r", &s.seal_lobby_name("r", &long, [2; 12]));
+        assert_eq!(opened.map(|n| n.len()), Some(256));
+    }
+
     use super::*;
 
     #[test]

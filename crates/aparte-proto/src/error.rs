@@ -39,6 +39,28 @@ pub enum ErrorCode {
     ConnectionLost,
     /// The server failed in a way that is not the client's fault.
     Internal,
+    /// A message that needs admission came from someone waiting in the lobby.
+    NotAdmitted,
+    /// The room does not exist, or it is locked. Both answer the same, so a
+    /// stranger cannot tell a locked meeting from no meeting.
+    RoomUnavailable,
+    /// The room needs a passcode and the join carried none.
+    PasscodeRequired,
+    /// The passcode was wrong.
+    WrongPasscode,
+    /// Too many messages, joins or passcode attempts; try again later.
+    RateLimited,
+    /// Only the host (or a moderator) may do this.
+    Forbidden,
+    /// A host or moderator removed this participant; its seat is revoked.
+    Removed,
+    /// A host or moderator refused this participant's entry.
+    Denied,
+    /// The host ended the meeting for everyone.
+    MeetingEnded,
+    /// The participant publishes more tracks than the server allows; the
+    /// extra track is not forwarded.
+    TooManyTracks,
 }
 
 impl ErrorCode {
@@ -59,6 +81,16 @@ impl ErrorCode {
             ErrorCode::NotInGroup => "not_in_group",
             ErrorCode::ConnectionLost => "connection_lost",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotAdmitted => "not_admitted",
+            ErrorCode::RoomUnavailable => "room_unavailable",
+            ErrorCode::PasscodeRequired => "passcode_required",
+            ErrorCode::WrongPasscode => "wrong_passcode",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Removed => "removed",
+            ErrorCode::Denied => "denied",
+            ErrorCode::MeetingEnded => "meeting_ended",
+            ErrorCode::TooManyTracks => "too_many_tracks",
         }
     }
 }

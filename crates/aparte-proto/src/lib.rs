@@ -13,13 +13,15 @@
 
 mod error;
 mod ids;
+pub mod keys;
 mod msg;
 
 pub use error::{ErrorCode, ParseError};
-pub use ids::{IdError, ParticipantId, RoomId};
+pub use ids::{IdError, ParticipantId, RoomId, Token, TokenError};
+pub use keys::{KeyHash, KeyPurpose, room_for_host_key};
 pub use msg::{
-    ClientMsg, PeerInfo, PublishSlots, RemoteTrack, ServerMsg, TrackSource, parse_client_msg,
-    parse_server_msg,
+    ClientMsg, PeerInfo, PublishSlots, RemoteTrack, Role, RoomState, ServerMsg, TrackSource,
+    parse_client_msg, parse_server_msg,
 };
 
 /// The protocol version this build speaks.
@@ -35,3 +37,9 @@ pub const MAX_RELAY_BYTES: usize = 16 * 1024;
 
 /// Most participants one room holds.
 pub const MAX_PARTICIPANTS_PER_ROOM: usize = 100;
+
+/// Largest passcode, in bytes.
+pub const MAX_PASSCODE_BYTES: usize = 128;
+
+/// Largest sealed lobby name (base64url), in bytes.
+pub const MAX_LOBBY_NAME_BYTES: usize = 1024;

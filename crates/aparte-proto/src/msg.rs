@@ -3,17 +3,37 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, ParseError};
-use crate::ids::{ParticipantId, RoomId};
-use crate::{MAX_MESSAGE_BYTES, MAX_RELAY_BYTES, PROTOCOL_VERSION};
+use crate::ids::{ParticipantId, RoomId, Token};
+use crate::{
+    MAX_LOBBY_NAME_BYTES, MAX_MESSAGE_BYTES, MAX_PASSCODE_BYTES, MAX_RELAY_BYTES, PROTOCOL_VERSION,
+};
 
 /// A message a client sends to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// Enter a room. Answered by [`ServerMsg::Welcome`] then [`ServerMsg::Offer`].
+    /// Enter a room. Answered by [`ServerMsg::Welcome`] then
+    /// [`ServerMsg::Offer`], or by [`ServerMsg::Waiting`] when the joiner
+    /// must wait in the lobby, or by an error.
     Join {
         /// The room to enter.
         room: RoomId,
+        /// A host key (which also opens a room that is not running yet) or a
+        /// moderator key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<Token>,
+        /// The seat this participant was given when admitted before: a
+        /// reconnect with it skips the lobby, unless it was revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seat: Option<Token>,
+        /// The room's passcode, when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passcode: Option<String>,
+        /// The joiner's display name sealed under a key derived from the link
+        /// secret (base64url), shown to the hosts when it waits in the lobby.
+        /// The server cannot read it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
     },
     /// The client's SDP answer to the last [`ServerMsg::Offer`].
     Answer {
@@ -54,6 +74,50 @@ pub enum ClientMsg {
         /// Base64 of the MLS message.
         data: String,
     },
+    /// Host or moderator: let someone in from the lobby.
+    Admit {
+        /// Who, as announced by [`ServerMsg::LobbyRequest`].
+        peer: ParticipantId,
+    },
+    /// Host or moderator: refuse someone waiting in the lobby.
+    Deny {
+        /// Who.
+        peer: ParticipantId,
+    },
+    /// Host or moderator: remove a participant and revoke its seat.
+    Remove {
+        /// Who.
+        peer: ParticipantId,
+    },
+    /// Host: make a participant a moderator.
+    Promote {
+        /// Who.
+        peer: ParticipantId,
+    },
+    /// Host or moderator: ask one participant, or everyone, to mute.
+    Mute {
+        /// Who, or everyone when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<ParticipantId>,
+    },
+    /// Change the room's settings. Absent fields stay as they are. The lobby
+    /// and the lock may be changed by a moderator; the rest only by the host.
+    UpdateRoom {
+        /// Whether joiners wait in the lobby.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lobby: Option<bool>,
+        /// Whether nobody new may enter (not even the lobby).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locked: Option<bool>,
+        /// Whether the room's settings outlive this meeting.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        persistent: Option<bool>,
+        /// A new passcode, or the empty string to remove it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passcode: Option<String>,
+    },
+    /// Host: end the meeting for everyone.
+    End,
 }
 
 impl ClientMsg {
@@ -65,7 +129,47 @@ impl ClientMsg {
         "mls_key_package",
         "mls_commit",
         "mls_app",
+        "admit",
+        "deny",
+        "remove",
+        "promote",
+        "mute",
+        "update_room",
+        "end",
     ];
+}
+
+/// What a participant may do in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Takes part; no control over others.
+    Guest,
+    /// Admits and denies, removes guests, asks to mute, locks.
+    Moderator,
+    /// Everything a moderator does, plus promoting, passcode, persistence,
+    /// and ending the meeting.
+    Host,
+}
+
+impl Role {
+    /// Whether this role may admit, remove, mute and lock.
+    pub fn moderates(self) -> bool {
+        matches!(self, Role::Moderator | Role::Host)
+    }
+}
+
+/// The room's settings as its participants see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RoomState {
+    /// Joiners wait in the lobby.
+    pub lobby: bool,
+    /// Nobody new may enter.
+    pub locked: bool,
+    /// A passcode is set.
+    pub passcode: bool,
+    /// The settings outlive the meeting.
+    pub persistent: bool,
 }
 
 /// A message the server sends to a client.
@@ -76,6 +180,12 @@ pub enum ServerMsg {
     Welcome {
         /// The id the server gave this participant.
         you: ParticipantId,
+        /// What this participant may do.
+        role: Role,
+        /// Presented on a reconnect, this skips the lobby until revoked.
+        seat: Token,
+        /// The room's settings.
+        room: RoomState,
         /// The other participants already in the room.
         peers: Vec<PeerInfo>,
         /// Whether this participant starts the room's MLS group (nobody is in
@@ -146,6 +256,56 @@ pub enum ServerMsg {
     },
     /// Every member of the group left: this participant starts a new group.
     MlsCreateGroup,
+    /// The join waits in the lobby for a host or moderator. Until a
+    /// [`ServerMsg::Welcome`] (admitted) or an error `denied`, nothing else
+    /// is sent, and anything but `leave` is refused with `not_admitted`.
+    Waiting {
+        /// This participant's id, as the hosts see it in the lobby.
+        you: ParticipantId,
+    },
+    /// To hosts and moderators: someone waits in the lobby.
+    LobbyRequest {
+        /// Who.
+        peer: ParticipantId,
+        /// Their sealed display name, as they sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// To hosts and moderators: someone left the lobby (admitted, denied or
+    /// gone).
+    LobbyDone {
+        /// Who.
+        peer: ParticipantId,
+        /// Whether they were admitted.
+        admitted: bool,
+    },
+    /// A participant's role changed.
+    RoleChanged {
+        /// Who.
+        peer: ParticipantId,
+        /// The new role.
+        role: Role,
+    },
+    /// To a participant just promoted: its moderator key, to present on a
+    /// later join. The server keeps only its hash.
+    ModeratorKey {
+        /// The key.
+        key: Token,
+    },
+    /// The room's settings changed.
+    RoomUpdated {
+        /// The new settings.
+        room: RoomState,
+    },
+    /// A host or moderator asked someone (or everyone) to mute. Shown to
+    /// everyone; the named clients mute themselves.
+    MuteRequested {
+        /// Who asked.
+        by: ParticipantId,
+        /// Who should mute, or everyone when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<ParticipantId>,
+    },
     /// A request was refused or something went wrong. Fatal errors are followed
     /// by the server closing the connection.
     Error {
@@ -162,6 +322,8 @@ pub enum ServerMsg {
 pub struct PeerInfo {
     /// The participant's opaque id.
     pub id: ParticipantId,
+    /// What it may do in the room.
+    pub role: Role,
 }
 
 /// Where a client's media comes from. Each source has its own m-line.
@@ -265,6 +427,44 @@ pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ParseError> {
                 "MLS data is not base64",
             ))
         }
+        ClientMsg::MlsCommit { added, .. } if added.len() > crate::MAX_PARTICIPANTS_PER_ROOM => {
+            Err(ParseError::new(
+                ErrorCode::TooLarge,
+                "a commit adds more members than a room holds",
+            ))
+        }
+        ClientMsg::Join { passcode, name, .. } => {
+            if passcode
+                .as_ref()
+                .is_some_and(|p| p.len() > MAX_PASSCODE_BYTES)
+            {
+                return Err(ParseError::new(
+                    ErrorCode::TooLarge,
+                    "passcode over its size limit",
+                ));
+            }
+            if let Some(n) = name {
+                if n.len() > MAX_LOBBY_NAME_BYTES {
+                    return Err(ParseError::new(
+                        ErrorCode::TooLarge,
+                        "sealed name over its size limit",
+                    ));
+                }
+                if !is_base64(n) {
+                    return Err(ParseError::new(
+                        ErrorCode::InvalidField,
+                        "sealed name is not base64",
+                    ));
+                }
+            }
+            Ok(msg)
+        }
+        ClientMsg::UpdateRoom {
+            passcode: Some(p), ..
+        } if p.len() > MAX_PASSCODE_BYTES => Err(ParseError::new(
+            ErrorCode::TooLarge,
+            "passcode over its size limit",
+        )),
         _ => Ok(msg),
     }
 }
@@ -290,6 +490,13 @@ pub fn parse_server_msg(text: &str) -> Result<ServerMsg, ParseError> {
         "mls_welcome",
         "mls_app",
         "mls_create_group",
+        "waiting",
+        "lobby_request",
+        "lobby_done",
+        "role_changed",
+        "moderator_key",
+        "room_updated",
+        "mute_requested",
         "error",
     ];
     parse_enveloped(text, TYPES)
@@ -329,8 +536,9 @@ fn parse_enveloped<T: serde::de::DeserializeOwned>(
         }
     }
     serde_json::from_str(text).map_err(|e| {
-        // A room id of the wrong form is a field error, not a shape error.
-        if e.to_string().contains("room id") {
+        // An id or token of the wrong form is a field error, not a shape error.
+        let e = e.to_string();
+        if e.contains("room id") || e.contains("a token is") {
             ParseError::new(ErrorCode::InvalidField, "room id of the wrong form")
         } else {
             ParseError::new(
@@ -385,7 +593,26 @@ mod tests {
         let msgs = [
             ClientMsg::Join {
                 room: RoomId::parse("room-123").expect("valid"),
+                key: None,
+                seat: None,
+                passcode: None,
+                name: None,
             },
+            ClientMsg::Join {
+                room: RoomId::parse("room-123").expect("valid"),
+                key: Some(Token::parse("abcdefghijklmnopq").expect("valid")),
+                seat: Some(Token::parse("abcdefghijklmnopr").expect("valid")),
+                passcode: Some("1234".into()),
+                name: Some("c2VhbGVk".into()),
+            },
+            ClientMsg::Mute { peer: None },
+            ClientMsg::UpdateRoom {
+                lobby: Some(false),
+                locked: None,
+                persistent: None,
+                passcode: Some(String::new()),
+            },
+            ClientMsg::End,
             ClientMsg::Answer { sdp: "v=0".into() },
             ClientMsg::Relay {
                 to: Some(ParticipantId(3)),
@@ -438,5 +665,19 @@ mod tests {
             code(r#"{"v":1,"type":"mls_commit","epoch":1,"data":"AAAA","welcome":"<html>"}"#),
             ErrorCode::InvalidField
         );
+        assert_eq!(
+            code(r#"{"v":1,"type":"join","room":"room-1","key":"short"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"v":1,"type":"join","room":"room-1","name":"<b>bob</b>"}"#),
+            ErrorCode::InvalidField
+        );
+        let long = format!(
+            r#"{{"v":1,"type":"join","room":"room-1","passcode":"{}"}}"#,
+            "1".repeat(MAX_PASSCODE_BYTES + 1)
+        );
+        assert_eq!(code(&long), ErrorCode::TooLarge);
+        assert_eq!(code(r#"{"v":1,"type":"admit"}"#), ErrorCode::BadMessage);
     }
 }

@@ -1,15 +1,24 @@
-//! HTTP: the embedded web client, the signaling WebSocket endpoint, and the
-//! headers every response carries.
+//! HTTP: the embedded web client, the signaling WebSocket endpoint, the
+//! privacy page, and the headers every response carries.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aparte_proto::RoomId;
 use axum::Router;
-use axum::extract::{Request, State, WebSocketUpgrade};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::mpsc;
+use tracing::info;
 
+use crate::config::Config;
+use crate::limits::RateLimiter;
 use crate::media::MediaCmd;
+use crate::storage::Storage;
 
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
@@ -20,33 +29,111 @@ mod assets {
 /// close the connection (WebSocket close code 1009).
 const WS_TRANSPORT_LIMIT: usize = 1024 * 1024;
 
-/// Shared state of the HTTP handlers.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    media: mpsc::Sender<MediaCmd>,
+/// What every connection shares: the media loop, the store, the limits.
+#[derive(Debug)]
+pub struct Shared {
+    /// The media loop.
+    pub media: mpsc::Sender<MediaCmd>,
+    /// Persistent rooms.
+    pub storage: Storage,
+    /// The running configuration.
+    pub config: Config,
+    /// Join attempts per client address.
+    pub join_limiter: RateLimiter<IpAddr>,
+    /// Wrong passcodes per room.
+    pub passcode_by_room: RateLimiter<RoomId>,
+    /// Wrong passcodes per client address.
+    pub passcode_by_addr: RateLimiter<IpAddr>,
 }
 
-impl AppState {
-    /// State that hands signaling to the media loop behind `media`.
-    pub fn new(media: mpsc::Sender<MediaCmd>) -> Self {
-        AppState { media }
+impl Shared {
+    /// State for a server with this configuration and these services.
+    pub fn new(config: Config, media: mpsc::Sender<MediaCmd>, storage: Storage) -> Self {
+        let minute = Duration::from_secs(60);
+        Shared {
+            media,
+            storage,
+            join_limiter: RateLimiter::new(config.join_rate, minute),
+            passcode_by_room: RateLimiter::new(config.passcode_rate, minute),
+            passcode_by_addr: RateLimiter::new(config.passcode_rate, minute),
+            config,
+        }
+    }
+
+    fn tls(&self) -> bool {
+        self.config.tls != crate::config::Tls::Off
     }
 }
 
-/// The whole HTTP surface.
+/// Shared state of the HTTP handlers.
+pub type AppState = Arc<Shared>;
+
+/// The whole HTTP surface. Serve it with connection info
+/// (`into_make_service_with_connect_info::<SocketAddr>`).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(app_page))
         .route("/m/{room}", get(app_page))
         .route("/ws", get(ws_upgrade))
+        .route("/privacy", get(privacy_page))
         .fallback(get(asset))
-        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 
-async fn ws_upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&headers, &state) {
+        info!("cross-origin signaling connection refused");
+        return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
+    }
     ws.max_message_size(WS_TRANSPORT_LIMIT)
-        .on_upgrade(move |socket| crate::ws::connection(socket, state.media))
+        .on_upgrade(move |socket| crate::ws::connection(socket, state, peer.ip()))
+}
+
+/// A browser always sends `Origin` with a WebSocket handshake: it must be this
+/// server's own origin or one configured. Clients that are not browsers (the
+/// bots) send none; they cannot be made to act for a user, so they pass.
+fn origin_allowed(headers: &HeaderMap, state: &Shared) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let scheme = if state.tls() { "https" } else { "http" };
+    let own = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| origin == format!("{scheme}://{host}"));
+    own || state.config.allowed_origins.iter().any(|o| o == origin)
+}
+
+async fn privacy_page(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Response {
+    let french = match uri.query() {
+        Some(q) if q.contains("lang=fr") => true,
+        Some(q) if q.contains("lang=en") => false,
+        _ => headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("fr")),
+    };
+    let html = crate::privacy::render(&state.config, french);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        html,
+    )
+        .into_response()
 }
 
 async fn app_page() -> Response {
@@ -87,9 +174,15 @@ fn content_type(path: &str) -> &'static str {
 
 /// Headers on every response. Meeting links are secrets, so no referrer ever
 /// leaves the page; nothing but this origin may be loaded or connected to.
-async fn security_headers(req: Request, next: Next) -> Response {
+async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    if state.tls() {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     let set = |h: &mut axum::http::HeaderMap, k: &'static str, v: &'static str| {
         h.insert(k, HeaderValue::from_static(v));
     };

@@ -20,10 +20,17 @@
 
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod media;
+pub mod passcode;
+pub mod privacy;
+pub mod storage;
+pub mod tls;
 pub mod ws;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
@@ -38,6 +45,10 @@ pub struct ServerHandle {
     pub http_addr: SocketAddr,
     /// Where the UDP media socket listens.
     pub media_addr: SocketAddr,
+    /// Whether signaling is served over TLS.
+    pub tls: bool,
+    /// SHA-256 of the TLS certificate, when the server made it itself.
+    pub self_signed_fingerprint: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -45,12 +56,14 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// The WebSocket signaling URL.
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.http_addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.http_addr)
     }
 
-    /// The base HTTP URL.
+    /// The base HTTP(S) URL.
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.http_addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
     }
 
     /// Stops the server and waits for it.
@@ -91,24 +104,87 @@ pub async fn start_with_tap(
     let mut sfu_config = aparte_sfu::SfuConfig::new(first);
     sfu_config.candidates = candidates;
     sfu_config.max_participants_per_room = config.max_participants;
+    sfu_config.max_tracks_per_participant = config.max_tracks;
+    sfu_config.max_lobby = config.max_lobby;
+    let tls = tls::load(&config, http_addr).await?;
 
+    let storage = storage::Storage::new(&config.data_dir, config.retention_days);
+    let persist = spawn_storage_writer(storage.clone());
     let (media_tx, media_rx) = mpsc::channel(1024);
-    let media_task = tokio::spawn(media::run(udp, sfu_config, tap, media_rx));
-    let app = http::router(http::AppState::new(media_tx));
+    let media_task = tokio::spawn(media::run(udp, sfu_config, tap, media_rx, persist));
+    let retention_task = tokio::spawn(purge_periodically(storage.clone()));
+    let shared = Arc::new(http::Shared::new(config, media_tx, storage));
+    let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let fingerprint = tls.as_ref().and_then(|t| t.fingerprint.clone());
+    let is_tls = tls.is_some();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = shutdown_rx.await;
-        });
-        if let Err(e) = serve.await {
+        let result = match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = shutdown_rx.await;
+                    })
+                    .await
+            }
+            Some(t) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    let _ = shutdown_rx.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(1)));
+                });
+                match listener.into_std() {
+                    Ok(std_listener) => {
+                        match axum_server::from_tcp_rustls(std_listener, t.config) {
+                            Ok(server) => server.handle(handle).serve(app).await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = result {
             tracing::error!(%e, "http server failed");
         }
         media_task.abort();
+        retention_task.abort();
     });
     Ok(ServerHandle {
         http_addr,
         media_addr,
+        tls: is_tls,
+        self_signed_fingerprint: fingerprint,
         shutdown: Some(shutdown_tx),
         task,
     })
+}
+
+/// A thread that writes persistent rooms in the order the media loop sends
+/// them, so the loop never waits for the disk.
+fn spawn_storage_writer(storage: storage::Storage) -> media::PersistTx {
+    let (tx, rx) =
+        std::sync::mpsc::channel::<(aparte_proto::RoomId, Option<aparte_sfu::StoredRoom>)>();
+    std::thread::spawn(move || {
+        for (room, stored) in rx {
+            if let Err(e) = storage.save(&room, stored.as_ref()) {
+                tracing::warn!(error = %e, "storing a persistent room failed");
+            }
+        }
+    });
+    tx
+}
+
+/// Deletes persistent rooms past their retention, at start and every hour.
+async fn purge_periodically(storage: storage::Storage) {
+    loop {
+        let s = storage.clone();
+        match tokio::task::spawn_blocking(move || s.purge()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(rooms = n, "expired persistent rooms deleted"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention purge failed"),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
 }

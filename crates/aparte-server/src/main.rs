@@ -1,25 +1,32 @@
-//! `aparte-server`: parse the configuration, start serving, stop on Ctrl-C.
+//! `aparte-server`: read the configuration, start serving, stop on Ctrl-C.
 
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use aparte_server::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = aparte_server::Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("APARTE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let config = aparte_server::Config::load()?;
+    let filter = EnvFilter::try_new(&config.log)
+        .map_err(|e| anyhow::anyhow!("the log filter {:?} is not valid: {e}", config.log))?;
+    match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
     let server = aparte_server::start(config).await?;
     // Printed whatever the log level: it is the operator's next step.
     println!(
         "Aparté is ready: open {} in a browser (media on UDP {})",
-        display_url(server.http_addr),
+        display_url(server.http_addr, server.tls),
         server.media_addr
     );
+    if let Some(f) = &server.self_signed_fingerprint {
+        println!("Self-signed TLS certificate, SHA-256 fingerprint {f}");
+    }
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
         _ = server.wait() => {}
@@ -27,10 +34,11 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn display_url(addr: std::net::SocketAddr) -> String {
+fn display_url(addr: std::net::SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     if addr.ip().is_loopback() || addr.ip().is_unspecified() {
-        format!("http://localhost:{}", addr.port())
+        format!("{scheme}://localhost:{}", addr.port())
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     }
 }

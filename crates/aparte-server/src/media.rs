@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg};
-use aparte_sfu::{Output, Sfu, SfuConfig};
+use aparte_sfu::{
+    Admission, JoinError, JoinRequest, Output, RoomUpdate, Sfu, SfuConfig, StoredRoom,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -17,14 +19,22 @@ const RECV_BATCH: usize = 64;
 /// A request from a signaling connection to the media loop.
 #[derive(Debug)]
 pub enum MediaCmd {
-    /// Join `room`; `conn` receives everything for the new participant.
+    /// Join a room (or its lobby); `conn` receives everything for the new
+    /// participant.
     Join {
-        /// The room.
-        room: RoomId,
+        /// The join, checked as far as the connection could.
+        req: JoinRequest,
         /// Where the participant's messages go.
         conn: mpsc::Sender<ConnEvent>,
-        /// The participant id, or why the join was refused.
-        reply: oneshot::Sender<Result<ParticipantId, ErrorCode>>,
+        /// Where the join landed, or why it was refused.
+        reply: oneshot::Sender<Result<Admission, JoinError>>,
+    },
+    /// A settings change whose passcode (if any) the connection hashed.
+    Update {
+        /// Who asks.
+        from: ParticipantId,
+        /// The change.
+        update: RoomUpdate,
     },
     /// A message from a joined participant.
     Message {
@@ -49,12 +59,16 @@ pub enum ConnEvent {
     Close(Option<ErrorCode>),
 }
 
+/// Where the media loop sends persistent rooms' settings to be stored.
+pub type PersistTx = std::sync::mpsc::Sender<(RoomId, Option<StoredRoom>)>;
+
 /// Runs the media loop until every command sender is gone.
 pub async fn run(
     udp: UdpSocket,
     config: SfuConfig,
     tap: Option<aparte_sfu::Tap>,
     mut cmds: mpsc::Receiver<MediaCmd>,
+    persist: PersistTx,
 ) {
     // str0m matches a datagram's destination against its local candidates, so
     // a socket bound to 0.0.0.0 reports the first candidate address.
@@ -75,7 +89,7 @@ pub async fn run(
     info!(media = %local, "media loop started");
 
     loop {
-        flush(&mut sfu, &udp, &mut conns).await;
+        flush(&mut sfu, &udp, &mut conns, &persist).await;
         let wake = sfu
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
@@ -113,19 +127,21 @@ fn handle_cmd(
 ) {
     let now = Instant::now();
     match cmd {
-        MediaCmd::Join { room, conn, reply } => match sfu.join(now, room) {
-            Ok(id) => {
+        MediaCmd::Join { req, conn, reply } => match sfu.join(now, req) {
+            Ok(admission) => {
+                let id = admission.id();
                 conns.insert(id, conn);
-                if reply.send(Ok(id)).is_err() {
+                if reply.send(Ok(admission)).is_err() {
                     // The connection went away while joining.
                     conns.remove(&id);
                     sfu.leave(now, id);
                 }
             }
             Err(e) => {
-                let _ = reply.send(Err(e.code()));
+                let _ = reply.send(Err(e));
             }
         },
+        MediaCmd::Update { from, update } => sfu.update_room(now, from, &update),
         MediaCmd::Message { from, msg } => sfu.handle_message(now, from, msg),
         MediaCmd::Leave { who } => {
             conns.remove(&who);
@@ -139,6 +155,7 @@ async fn flush(
     sfu: &mut Sfu,
     udp: &UdpSocket,
     conns: &mut HashMap<ParticipantId, mpsc::Sender<ConnEvent>>,
+    persist: &PersistTx,
 ) {
     let mut slow = Vec::new();
     loop {
@@ -166,6 +183,11 @@ async fn flush(
                     if let Some(conn) = conns.remove(&who) {
                         let _ = conn.try_send(ConnEvent::Close(code));
                     }
+                }
+                Output::Persist { room, stored } => {
+                    // The storage thread writes in order; a stopped one
+                    // only costs persistence, never the meeting.
+                    let _ = persist.send((room, stored));
                 }
             }
         }

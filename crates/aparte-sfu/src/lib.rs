@@ -50,13 +50,17 @@
 
 mod ds;
 mod participant;
+mod policy;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, PeerInfo, RoomId, ServerMsg};
+use aparte_proto::{
+    ClientMsg, ErrorCode, ParticipantId, PeerInfo, Role, RoomId, ServerMsg, Token, TrackSource,
+};
+use rand::{RngCore, SeedableRng};
 use str0m::crypto::{CryptoProvider, from_feature_flags};
 use str0m::media::{KeyframeRequestKind, MediaData};
 use str0m::net::{DatagramRecv, Protocol, Receive};
@@ -64,6 +68,8 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rt
 use tracing::{debug, info, warn};
 
 use participant::{AnswerError, Participant, TrackKey};
+pub use policy::{Admission, JoinError, JoinRequest, RoomSettings, RoomUpdate, StoredRoom};
+use policy::{Gate, Policy, Waiter};
 
 /// How long ICE may take to connect after a participant's first offer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,6 +84,12 @@ pub struct SfuConfig {
     pub max_participants_per_room: usize,
     /// Least time between two keyframe requests sent to one published track.
     pub keyframe_throttle: Duration,
+    /// Most tracks one participant may publish at once (of mic, camera,
+    /// screen and screen audio). A frame of one more is refused with
+    /// `too_many_tracks` and not forwarded.
+    pub max_tracks_per_participant: usize,
+    /// Most people waiting in one room's lobby.
+    pub max_lobby: usize,
 }
 
 impl SfuConfig {
@@ -87,6 +99,8 @@ impl SfuConfig {
             candidates: vec![candidate],
             max_participants_per_room: aparte_proto::MAX_PARTICIPANTS_PER_ROOM,
             keyframe_throttle: Duration::from_millis(500),
+            max_tracks_per_participant: TrackSource::ALL.len(),
+            max_lobby: 50,
         }
     }
 }
@@ -109,6 +123,15 @@ pub enum Output {
         to: ParticipantId,
         /// Message.
         msg: ServerMsg,
+    },
+    /// A persistent room's stored settings changed (or, with `None`, the
+    /// room stopped being persistent and its record must go). Also sent
+    /// when a persistent room's meeting ends, to record that it was used.
+    Persist {
+        /// The room.
+        room: RoomId,
+        /// What to store.
+        stored: Option<StoredRoom>,
     },
     /// The participant is gone: close its signaling connection (after sending
     /// it an error with `code`, when there is one).
@@ -151,28 +174,13 @@ pub struct SfuStats {
     pub datagrams_unmatched: u64,
 }
 
-/// Why a join was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JoinError {
-    /// The room already holds [`SfuConfig::max_participants_per_room`].
-    #[error("room is full")]
-    RoomFull,
-}
-
-impl JoinError {
-    /// The code sent to the client.
-    pub fn code(self) -> ErrorCode {
-        match self {
-            JoinError::RoomFull => ErrorCode::RoomFull,
-        }
-    }
-}
-
-/// One room: its participants in join order and its MLS delivery service.
-#[derive(Debug, Default)]
+/// One room: its participants in join order, its MLS delivery service, and
+/// who may do what.
+#[derive(Debug)]
 struct Room {
     members: Vec<ParticipantId>,
     ds: ds::Ds,
+    policy: Policy,
 }
 
 /// The SFU core. See the crate documentation for the run loop.
@@ -182,6 +190,11 @@ pub struct Sfu {
     next_id: u64,
     rooms: HashMap<RoomId, Room>,
     participants: HashMap<ParticipantId, Participant>,
+    /// People in a lobby, to their room. They have no `Rtc` and are in no
+    /// room's members: nothing of the meeting can reach them.
+    waiting: HashMap<ParticipantId, RoomId>,
+    /// Randomness for seats and moderator keys.
+    rng: rand::rngs::StdRng,
     /// Source addresses already validated by ICE, to their participant.
     by_addr: HashMap<SocketAddr, ParticipantId>,
     /// Participants whose `Rtc` has output to drain.
@@ -214,6 +227,8 @@ impl Sfu {
             next_id: 1,
             rooms: HashMap::new(),
             participants: HashMap::new(),
+            waiting: HashMap::new(),
+            rng: rand::rngs::StdRng::from_os_rng(),
             by_addr: HashMap::new(),
             dirty: Vec::new(),
             renegotiate: Vec::new(),
@@ -229,16 +244,96 @@ impl Sfu {
         self.tap = Some(tap);
     }
 
-    /// Adds a participant to `room`, creating the room if needed. The welcome
-    /// and the first offer come out of [`Sfu::poll_output`].
-    pub fn join(&mut self, now: Instant, room: RoomId) -> Result<ParticipantId, JoinError> {
-        let members = self.rooms.get(&room).map_or(0, |r| r.members.len());
-        if members >= self.config.max_participants_per_room {
-            return Err(JoinError::RoomFull);
+    /// Lets a participant into `room` or its lobby, opening the room when the
+    /// request may (host key, or stored settings). What the participant is
+    /// told comes out of [`Sfu::poll_output`].
+    pub fn join(&mut self, now: Instant, req: JoinRequest) -> Result<Admission, JoinError> {
+        if !self.rooms.contains_key(&req.room) {
+            let policy = Policy::open(&req).ok_or(JoinError::Unavailable)?;
+            self.rooms.insert(
+                req.room.clone(),
+                Room {
+                    members: Vec::new(),
+                    ds: ds::Ds::default(),
+                    policy,
+                },
+            );
         }
-        let id = ParticipantId(self.next_id);
-        self.next_id += 1;
+        let result = self.gate(now, &req);
+        self.free_if_empty(&req.room);
+        self.settle(now);
+        result
+    }
 
+    fn gate(&mut self, now: Instant, req: &JoinRequest) -> Result<Admission, JoinError> {
+        let Some(r) = self.rooms.get(&req.room) else {
+            return Err(JoinError::Unavailable);
+        };
+        let gate = r.policy.gate(req)?;
+        let id = ParticipantId(self.next_id);
+        match gate {
+            Gate::Wait => {
+                if r.policy.waiting.len() >= self.config.max_lobby {
+                    return Err(JoinError::RoomFull);
+                }
+                self.next_id += 1;
+                self.enter_lobby(id, req.room.clone(), req.name.clone());
+                Ok(Admission::Waiting(id))
+            }
+            Gate::Admit { role, replaces } => {
+                let members = r.members.len() - usize::from(replaces.is_some());
+                if members >= self.config.max_participants_per_room {
+                    return Err(JoinError::RoomFull);
+                }
+                self.next_id += 1;
+                if let Some(old) = replaces {
+                    // A reconnect takes over its seat from the connection it
+                    // left behind.
+                    self.remove(old, Some(ErrorCode::ConnectionLost));
+                }
+                if let (Some(seat), Some(r)) = (&req.seat, self.rooms.get_mut(&req.room)) {
+                    r.policy.retire_seat(seat);
+                }
+                self.admit(now, id, req.room.clone(), role, req.key.as_ref());
+                Ok(Admission::Admitted(id))
+            }
+        }
+    }
+
+    fn enter_lobby(&mut self, id: ParticipantId, room: RoomId, name: Option<String>) {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        r.policy.waiting.push(Waiter {
+            id,
+            name: name.clone(),
+        });
+        for m in r.policy.moderators_present() {
+            self.out.push_back(Output::Signal {
+                to: m,
+                msg: ServerMsg::LobbyRequest {
+                    peer: id,
+                    name: name.clone(),
+                },
+            });
+        }
+        self.waiting.insert(id, room);
+        self.out.push_back(Output::Signal {
+            to: id,
+            msg: ServerMsg::Waiting { you: id },
+        });
+        info!(participant = %id, "waiting in the lobby");
+    }
+
+    /// Makes `id` a participant of `room`: its `Rtc`, welcome, first offer.
+    fn admit(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        room: RoomId,
+        role: Role,
+        key: Option<&Token>,
+    ) {
         let mut rtc = Rtc::builder()
             .set_crypto_provider(self.crypto.clone())
             .set_ice_lite(true)
@@ -257,9 +352,19 @@ impl Sfu {
             }
         }
         let mut p = Participant::new(id, room.clone(), rtc, now);
+        let seat = self.token();
 
-        let r = self.rooms.entry(room).or_default();
-        let peers: Vec<PeerInfo> = r.members.iter().map(|&id| PeerInfo { id }).collect();
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let peers: Vec<PeerInfo> = r
+            .members
+            .iter()
+            .map(|&m| PeerInfo {
+                id: m,
+                role: r.policy.role(m).unwrap_or(Role::Guest),
+            })
+            .collect();
         for &other in r.members.iter() {
             let Some(o) = self.participants.get(&other) else {
                 continue;
@@ -270,36 +375,78 @@ impl Sfu {
             self.out.push_back(Output::Signal {
                 to: other,
                 msg: ServerMsg::PeerJoined {
-                    peer: PeerInfo { id },
+                    peer: PeerInfo { id, role },
                 },
             });
         }
         r.members.push(id);
+        r.policy.admitted(id, role, key, seat.clone());
         let create_group = r.ds.joined(id);
+        let state = r.policy.settings.state();
         self.participants.insert(id, p);
-        info!(participant = %id, "joined");
+        info!(participant = %id, role = ?role, "joined");
 
         self.out.push_back(Output::Signal {
             to: id,
             msg: ServerMsg::Welcome {
                 you: id,
+                role,
+                seat,
+                room: state,
                 peers,
                 create_group,
             },
         });
+        if role.moderates() {
+            self.send_lobby(id, &room);
+        }
         self.renegotiate.push(id);
-        self.settle(now);
-        Ok(id)
+    }
+
+    /// Tells a host or moderator who waits in the lobby now.
+    fn send_lobby(&mut self, to: ParticipantId, room: &RoomId) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        for w in &r.policy.waiting {
+            self.out.push_back(Output::Signal {
+                to,
+                msg: ServerMsg::LobbyRequest {
+                    peer: w.id,
+                    name: w.name.clone(),
+                },
+            });
+        }
+    }
+
+    fn token(&mut self) -> Token {
+        let mut bytes = [0u8; 32];
+        self.rng.fill_bytes(&mut bytes);
+        aparte_proto::keys::token_from_bytes(bytes)
     }
 
     /// Handles a message from a joined participant. Refusals are answered
     /// with a typed error to that participant only.
     pub fn handle_message(&mut self, now: Instant, from: ParticipantId, msg: ClientMsg) {
-        if !self.participants.contains_key(&from) {
-            return;
-        }
         if let Some(tap) = &mut self.tap {
             tap(TapEvent::FromClient(&msg));
+        }
+        if self.waiting.contains_key(&from) {
+            // Someone in the lobby may only leave it.
+            if matches!(msg, ClientMsg::Leave) {
+                self.leave_lobby(from, None, false);
+            } else {
+                self.refuse(
+                    from,
+                    ErrorCode::NotAdmitted,
+                    "waiting in the lobby: nothing is available until a host admits you",
+                );
+            }
+            self.settle(now);
+            return;
+        }
+        if !self.participants.contains_key(&from) {
+            return;
         }
         match msg {
             ClientMsg::Join { .. } => {
@@ -328,13 +475,303 @@ impl Sfu {
             ClientMsg::MlsApp { data } => {
                 self.with_ds(from, |ds| ds.app(from, data));
             }
+            ClientMsg::Admit { peer } => self.control(from, Role::Moderator, |sfu, room| {
+                sfu.decide(now, room, peer, true)
+            }),
+            ClientMsg::Deny { peer } => self.control(from, Role::Moderator, |sfu, room| {
+                sfu.decide(now, room, peer, false)
+            }),
+            ClientMsg::Remove { peer } => self.control(from, Role::Moderator, |sfu, room| {
+                sfu.remove_by(from, room, peer)
+            }),
+            ClientMsg::Promote { peer } => {
+                self.control(from, Role::Host, |sfu, room| sfu.promote(room, peer))
+            }
+            ClientMsg::Mute { peer } => self.control(from, Role::Moderator, |sfu, room| {
+                sfu.ask_mute(from, room, peer)
+            }),
+            ClientMsg::End => self.control(from, Role::Host, |sfu, room| {
+                sfu.end(room);
+                Ok(())
+            }),
+            ClientMsg::UpdateRoom {
+                lobby,
+                locked,
+                persistent,
+                passcode,
+            } => {
+                if passcode.is_some() {
+                    // Hashing a passcode takes tens of milliseconds: the
+                    // server does it off the media loop and calls
+                    // `update_room` with the verifier.
+                    self.refuse(
+                        from,
+                        ErrorCode::Internal,
+                        "passcodes are set through the server",
+                    );
+                } else {
+                    let update = RoomUpdate {
+                        lobby,
+                        locked,
+                        persistent,
+                        passcode: None,
+                    };
+                    self.apply_update(now, from, &update);
+                }
+            }
         }
         self.settle(now);
     }
 
+    /// Changes a room's settings on behalf of `from` (whose role is checked).
+    /// A passcode arrives here as its argon2 verifier.
+    pub fn update_room(&mut self, now: Instant, from: ParticipantId, update: &RoomUpdate) {
+        if self.waiting.contains_key(&from) {
+            self.refuse(from, ErrorCode::NotAdmitted, "waiting in the lobby");
+        } else if self.participants.contains_key(&from) {
+            self.apply_update(now, from, update);
+        }
+        self.settle(now);
+    }
+
+    fn apply_update(&mut self, now: Instant, from: ParticipantId, update: &RoomUpdate) {
+        let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
+            return;
+        };
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let role = r.policy.role(from).unwrap_or(Role::Guest);
+        let was_persistent = r.policy.settings.persistent;
+        if let Err(code) = r.policy.update(role, update) {
+            self.refuse(from, code, "only the host (or a moderator) may change this");
+            return;
+        }
+        let state = r.policy.settings.state();
+        let persist = match (was_persistent, state.persistent) {
+            (_, true) => Some(Some(r.policy.stored())),
+            (true, false) => Some(None),
+            (false, false) => None,
+        };
+        for &m in &r.members {
+            self.out.push_back(Output::Signal {
+                to: m,
+                msg: ServerMsg::RoomUpdated { room: state },
+            });
+        }
+        if let Some(stored) = persist {
+            self.out.push_back(Output::Persist {
+                room: room.clone(),
+                stored,
+            });
+        }
+        if update.lobby == Some(false) {
+            // Turning the lobby off lets in whoever waits.
+            let waiting: Vec<ParticipantId> = r.policy.waiting.iter().map(|w| w.id).collect();
+            for w in waiting {
+                let _ = self.decide(now, &room, w, true);
+            }
+        }
+        info!(participant = %from, "room settings changed");
+    }
+
+    /// Runs a host control for `from` if its role is at least `need`.
+    fn control(
+        &mut self,
+        from: ParticipantId,
+        need: Role,
+        act: impl FnOnce(&mut Self, &RoomId) -> Result<(), ErrorCode>,
+    ) {
+        let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
+            return;
+        };
+        let role = self
+            .rooms
+            .get(&room)
+            .and_then(|r| r.policy.role(from))
+            .unwrap_or(Role::Guest);
+        let result = if role >= need {
+            act(self, &room)
+        } else {
+            Err(ErrorCode::Forbidden)
+        };
+        if let Err(code) = result {
+            let text = match code {
+                ErrorCode::Forbidden => "your role does not allow this",
+                ErrorCode::UnknownPeer => "no such participant here",
+                ErrorCode::RoomFull => "the room is full",
+                _ => "refused",
+            };
+            self.refuse(from, code, text);
+        }
+    }
+
+    /// Admits or denies someone waiting in `room`'s lobby.
+    fn decide(
+        &mut self,
+        now: Instant,
+        room: &RoomId,
+        peer: ParticipantId,
+        admit: bool,
+    ) -> Result<(), ErrorCode> {
+        let Some(r) = self.rooms.get(room) else {
+            return Err(ErrorCode::UnknownPeer);
+        };
+        if !r.policy.waiting.iter().any(|w| w.id == peer) {
+            return Err(ErrorCode::UnknownPeer);
+        }
+        if admit && r.members.len() >= self.config.max_participants_per_room {
+            return Err(ErrorCode::RoomFull);
+        }
+        if admit {
+            self.leave_lobby(peer, None, true);
+            self.admit(now, peer, room.clone(), Role::Guest, None);
+        } else {
+            self.leave_lobby(peer, Some(ErrorCode::Denied), false);
+        }
+        Ok(())
+    }
+
+    /// Takes `id` out of its lobby, telling the room's moderators; closes its
+    /// connection with `close` when it is not admitted.
+    fn leave_lobby(&mut self, id: ParticipantId, close: Option<ErrorCode>, admitted: bool) {
+        let Some(room) = self.waiting.remove(&id) else {
+            return;
+        };
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.policy.waiting.retain(|w| w.id != id);
+            for m in r.policy.moderators_present() {
+                self.out.push_back(Output::Signal {
+                    to: m,
+                    msg: ServerMsg::LobbyDone { peer: id, admitted },
+                });
+            }
+        }
+        if !admitted {
+            info!(participant = %id, code = close.map(ErrorCode::as_str), "left the lobby");
+            self.out.push_back(Output::Close {
+                who: id,
+                code: close,
+            });
+            self.free_if_empty(&room);
+        }
+    }
+
+    /// Removes `peer` on behalf of `by`: a moderator may remove guests, the
+    /// host anyone but itself.
+    fn remove_by(
+        &mut self,
+        by: ParticipantId,
+        room: &RoomId,
+        peer: ParticipantId,
+    ) -> Result<(), ErrorCode> {
+        let Some(r) = self.rooms.get(room) else {
+            return Err(ErrorCode::UnknownPeer);
+        };
+        let (Some(by_role), Some(target)) = (r.policy.role(by), r.policy.role(peer)) else {
+            return Err(ErrorCode::UnknownPeer);
+        };
+        if peer == by || target >= by_role {
+            return Err(ErrorCode::Forbidden);
+        }
+        self.doomed.push((peer, Some(ErrorCode::Removed)));
+        Ok(())
+    }
+
+    fn promote(&mut self, room: &RoomId, peer: ParticipantId) -> Result<(), ErrorCode> {
+        let key = self.token();
+        let Some(r) = self.rooms.get_mut(room) else {
+            return Err(ErrorCode::UnknownPeer);
+        };
+        if r.policy.role(peer) != Some(Role::Guest) {
+            return Err(ErrorCode::UnknownPeer);
+        }
+        r.policy.promote(peer, &key);
+        for &m in &r.members {
+            self.out.push_back(Output::Signal {
+                to: m,
+                msg: ServerMsg::RoleChanged {
+                    peer,
+                    role: Role::Moderator,
+                },
+            });
+        }
+        self.out.push_back(Output::Signal {
+            to: peer,
+            msg: ServerMsg::ModeratorKey { key },
+        });
+        if r.policy.settings.persistent {
+            self.out.push_back(Output::Persist {
+                room: room.clone(),
+                stored: Some(r.policy.stored()),
+            });
+        }
+        self.send_lobby(peer, room);
+        Ok(())
+    }
+
+    fn ask_mute(
+        &mut self,
+        by: ParticipantId,
+        room: &RoomId,
+        peer: Option<ParticipantId>,
+    ) -> Result<(), ErrorCode> {
+        let Some(r) = self.rooms.get(room) else {
+            return Err(ErrorCode::UnknownPeer);
+        };
+        if peer.is_some_and(|p| !r.members.contains(&p)) {
+            return Err(ErrorCode::UnknownPeer);
+        }
+        for &m in &r.members {
+            self.out.push_back(Output::Signal {
+                to: m,
+                msg: ServerMsg::MuteRequested { by, peer },
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the meeting in `room` for everyone, lobby included.
+    fn end(&mut self, room: &RoomId) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        info!(members = r.members.len(), "meeting ended by its host");
+        let waiting: Vec<ParticipantId> = r.policy.waiting.iter().map(|w| w.id).collect();
+        for &m in &r.members {
+            self.doomed.push((m, Some(ErrorCode::MeetingEnded)));
+        }
+        for w in waiting {
+            self.leave_lobby(w, Some(ErrorCode::MeetingEnded), false);
+        }
+    }
+
+    /// Frees a room nobody is in or waiting for, and everything it held. A
+    /// persistent room's record is touched so retention counts from now.
+    fn free_if_empty(&mut self, room: &RoomId) {
+        let Some(r) = self.rooms.get(room) else {
+            return;
+        };
+        if !r.members.is_empty() || !r.policy.waiting.is_empty() {
+            return;
+        }
+        if let Some(r) = self.rooms.remove(room) {
+            if r.policy.settings.persistent {
+                self.out.push_back(Output::Persist {
+                    room: room.clone(),
+                    stored: Some(r.policy.stored()),
+                });
+            }
+            debug!("room freed");
+        }
+    }
+
     /// The participant's signaling connection closed.
     pub fn leave(&mut self, now: Instant, who: ParticipantId) {
-        if self.participants.contains_key(&who) {
+        if self.waiting.contains_key(&who) {
+            self.leave_lobby(who, None, false);
+            self.settle(now);
+        } else if self.participants.contains_key(&who) {
             self.doomed.push((who, None));
             self.settle(now);
         }
@@ -449,6 +886,18 @@ impl Sfu {
     /// The participants of `room`, in join order.
     pub fn members(&self, room: &RoomId) -> &[ParticipantId] {
         self.rooms.get(room).map_or(&[], |r| r.members.as_slice())
+    }
+
+    /// Who waits in `room`'s lobby, in arrival order.
+    pub fn lobby(&self, room: &RoomId) -> Vec<ParticipantId> {
+        self.rooms.get(room).map_or_else(Vec::new, |r| {
+            r.policy.waiting.iter().map(|w| w.id).collect()
+        })
+    }
+
+    /// The settings of a running room.
+    pub fn room_settings(&self, room: &RoomId) -> Option<&RoomSettings> {
+        self.rooms.get(room).map(|r| &r.policy.settings)
     }
 
     fn refuse(&mut self, to: ParticipantId, code: ErrorCode, message: &str) {
@@ -644,6 +1093,17 @@ impl Sfu {
         }
         let first_frame = !p.live.contains(&source);
         if first_frame {
+            if p.live.len() >= self.config.max_tracks_per_participant {
+                if !p.over_limit.contains(&source) {
+                    p.over_limit.push(source);
+                    self.refuse(
+                        from,
+                        ErrorCode::TooManyTracks,
+                        "this track is over the per-participant limit and is not forwarded",
+                    );
+                }
+                return;
+            }
             p.live.push(source);
         }
         let room = p.room.clone();
@@ -722,15 +1182,22 @@ impl Sfu {
         self.by_addr.retain(|_, v| *v != id);
         if let Some(r) = self.rooms.get_mut(&p.room) {
             r.members.retain(|&m| m != id);
-            let sends = r.ds.left(id, &r.members);
-            if r.members.is_empty() {
-                self.rooms.remove(&p.room);
-                debug!("room freed");
+            if code == Some(ErrorCode::Removed) {
+                if r.policy.revoke(id) && r.policy.settings.persistent {
+                    self.out.push_back(Output::Persist {
+                        room: p.room.clone(),
+                        stored: Some(r.policy.stored()),
+                    });
+                }
+            } else {
+                r.policy.left(id);
             }
+            let sends = r.ds.left(id, &r.members);
             for (to, msg) in sends {
                 self.out.push_back(Output::Signal { to, msg });
             }
         }
+        self.free_if_empty(&p.room);
         for &other in self
             .rooms
             .get(&p.room)

@@ -20,6 +20,8 @@ pub(crate) struct Participant {
     pub publish: Vec<(Mid, TrackSource)>,
     /// Sources of this participant that have carried media, so others receive them.
     pub live: Vec<TrackSource>,
+    /// Published sources refused by the track limit (told once).
+    pub over_limit: Vec<TrackSource>,
     /// Tracks of others this participant receives, in creation order.
     pub outgoing: Vec<OutTrack>,
     /// The offer waiting for this participant's answer.
@@ -103,6 +105,7 @@ impl Participant {
             rtc,
             publish: Vec::new(),
             live: Vec::new(),
+            over_limit: Vec::new(),
             outgoing: Vec::new(),
             pending: None,
             next_wake: now,

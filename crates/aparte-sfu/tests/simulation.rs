@@ -251,7 +251,16 @@ fn bad_answers_get_typed_errors_and_hurt_nobody() {
             sdp: "garbage".into(),
         },
     );
-    s.send(b, ClientMsg::Join { room: r.clone() });
+    s.send(
+        b,
+        ClientMsg::Join {
+            room: r.clone(),
+            key: None,
+            seat: None,
+            passcode: None,
+            name: None,
+        },
+    );
     s.send(
         b,
         ClientMsg::Relay {

@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aparte_bot::{BotConfig, BotCore, BotOutput, BotReport};
-use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg};
-use aparte_sfu::{Output, Sfu, SfuConfig};
+use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg, Token};
+use aparte_sfu::{JoinError, JoinRequest, Output, Sfu, SfuConfig, StoredRoom};
 
 pub struct SimBot {
     pub core: BotCore,
@@ -35,6 +36,8 @@ pub struct Sim {
     pub epoch: Instant,
     server: SocketAddr,
     next_port: u16,
+    /// What the SFU asked to store, in order.
+    pub persisted: Vec<(RoomId, Option<StoredRoom>)>,
 }
 
 /// The link secret every simulated meeting uses.
@@ -42,8 +45,51 @@ pub fn link() -> aparte_e2ee::LinkSecret {
     aparte_e2ee::LinkSecret::from_bytes([9; 16])
 }
 
+/// Host keys of the rooms tests named, by room id.
+static HOST_KEYS: Mutex<Vec<(RoomId, Token)>> = Mutex::new(Vec::new());
+
+/// The room a test calls `name`: its id derives from a host key made from the
+/// name, as a real room's id derives from its host's key.
 pub fn room(name: &str) -> RoomId {
-    RoomId::parse(name).unwrap()
+    let mut bytes = [b'.'; 32];
+    for (b, c) in bytes.iter_mut().zip(name.bytes()) {
+        *b = c;
+    }
+    let key = aparte_proto::keys::token_from_bytes(bytes);
+    let id = aparte_proto::room_for_host_key(&key);
+    HOST_KEYS.lock().unwrap().push((id.clone(), key));
+    id
+}
+
+/// The host key of a room made by [`room`].
+pub fn host_key(room: &RoomId) -> Token {
+    let keys = HOST_KEYS.lock().unwrap();
+    keys.iter()
+        .find(|(r, _)| r == room)
+        .map(|(_, k)| k.clone())
+        .expect("rooms come from room()")
+}
+
+/// The join request a bot's join message makes.
+pub fn request(msg: ClientMsg, stored: Option<StoredRoom>) -> JoinRequest {
+    let ClientMsg::Join {
+        room,
+        key,
+        seat,
+        name,
+        ..
+    } = msg
+    else {
+        panic!("not a join");
+    };
+    JoinRequest {
+        room,
+        key,
+        seat,
+        name,
+        passcode_checked: None,
+        stored,
+    }
 }
 
 impl Sim {
@@ -57,6 +103,7 @@ impl Sim {
             epoch: now,
             server,
             next_port: 40000,
+            persisted: Vec::new(),
         }
     }
 
@@ -66,11 +113,27 @@ impl Sim {
         self.join_with(room, config)
     }
 
-    pub fn join_with(&mut self, room: &RoomId, config: BotConfig) -> usize {
+    /// A bot joins `room`. The first bot of a room that is not running is
+    /// its host and turns the lobby off, so later bots walk in.
+    pub fn join_with(&mut self, room: &RoomId, mut config: BotConfig) -> usize {
+        if self.sfu.room_settings(room).is_none() && config.key.is_none() {
+            config = config.hosting(host_key(room));
+        }
+        self.try_join(room, config, None).unwrap()
+    }
+
+    /// A bot sends its join as it is; the SFU may refuse it.
+    pub fn try_join(
+        &mut self,
+        room: &RoomId,
+        config: BotConfig,
+        stored: Option<StoredRoom>,
+    ) -> Result<usize, JoinError> {
         let addr = SocketAddr::from((Ipv4Addr::new(10, 0, 1, 1), self.next_port));
         self.next_port += 1;
-        let core = BotCore::new(self.now, addr, config);
-        let id = self.sfu.join(self.now, room.clone()).unwrap();
+        let mut core = BotCore::new(self.now, addr, config);
+        let req = request(core.join_msg(room.clone()), stored);
+        let id = self.sfu.join(self.now, req)?.id();
         self.bots.push(SimBot {
             core,
             addr,
@@ -81,7 +144,12 @@ impl Sim {
             answering: true,
         });
         self.pump();
-        self.bots.len() - 1
+        Ok(self.bots.len() - 1)
+    }
+
+    /// Whether `bot` waits in a lobby.
+    pub fn is_waiting(&self, bot: usize) -> bool {
+        self.bots[bot].core.waiting().is_some() && self.bots[bot].core.id().is_none()
     }
 
     pub fn id(&self, bot: usize) -> ParticipantId {
@@ -172,6 +240,7 @@ impl Sim {
                             self.bots[i].closed = Some(code);
                         }
                     }
+                    Output::Persist { room, stored } => self.persisted.push((room, stored)),
                 }
             }
             for i in 0..self.bots.len() {
