@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aparte_bot::{Bot, BotConfig, BotReport};
-use aparte_proto::{RoomId, TrackSource};
+use aparte_proto::{RoomId, Token, TrackSource};
 use clap::Parser;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -129,6 +129,12 @@ async fn run_fanout(args: Args) -> anyhow::Result<()> {
     record(args.out.record.as_ref(), &table)
 }
 
+/// A fresh room and its host key (a room exists only as a host key's hash).
+fn new_room() -> (RoomId, Token) {
+    let key = aparte_proto::keys::token_from_bytes(rand::random());
+    (aparte_proto::room_for_host_key(&key), key)
+}
+
 struct ServerProc {
     child: Child,
     ws_url: String,
@@ -138,7 +144,9 @@ impl ServerProc {
     fn start(bin: &PathBuf) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
-            .args(["--max-participants", "1000"])
+            .args(["--max-participants", "1000", "--join-rate", "100000"])
+            .arg("--data-dir")
+            .arg(std::env::temp_dir().join(format!("aparte-bench-{}", std::process::id())))
             .env("APARTE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -190,12 +198,12 @@ async fn fanout(args: &Args, n: usize) -> anyhow::Result<FanoutRow> {
     let server = ServerProc::start(&args.out.server)?;
     let epoch = Instant::now();
     let link = aparte_e2ee::LinkSecret::from_bytes([3; 16]);
-    let room = RoomId::parse(&format!("bench-fanout-{n}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (room, key) = new_room();
     let publisher = Bot::join(
         &server.ws_url,
         room.clone(),
         LOOPBACK,
-        BotConfig::new(args.video_bps, epoch, link.clone()),
+        BotConfig::new(args.video_bps, epoch, link.clone()).hosting(key),
     )
     .await?;
     let mut receivers = Vec::with_capacity(n);
@@ -328,8 +336,8 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &n in &args.sizes {
         let mut samples = Vec::new();
-        for run in 0..args.runs {
-            samples.push(join_once(&args.out.server, n, run).await?);
+        for _ in 0..args.runs {
+            samples.push(join_once(&args.out.server, n).await?);
         }
         let med = |f: fn(&(f64, f64, f64)) -> f64| {
             let mut v: Vec<f64> = samples.iter().map(f).collect();
@@ -358,23 +366,32 @@ async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     record(args.out.record.as_ref(), &t)
 }
 
-async fn join_once(bin: &PathBuf, n: usize, run: usize) -> anyhow::Result<(f64, f64, f64)> {
+async fn join_once(bin: &PathBuf, n: usize) -> anyhow::Result<(f64, f64, f64)> {
     let server = ServerProc::start(bin)?;
     let epoch = Instant::now();
     let link = aparte_e2ee::LinkSecret::from_bytes([4; 16]);
-    let room =
-        RoomId::parse(&format!("bench-join-{n}-{run}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (room, key) = new_room();
     let config = || BotConfig::new(1_000_000, epoch, link.clone());
     let mut early = Vec::new();
-    for _ in 0..n - 1 {
-        let b = Bot::join(&server.ws_url, room.clone(), LOOPBACK, config()).await?;
+    for i in 0..n - 1 {
+        let c = if i == 0 {
+            config().hosting(key.clone())
+        } else {
+            config()
+        };
+        let b = Bot::join(&server.ws_url, room.clone(), LOOPBACK, c).await?;
         b.connected(Duration::from_secs(20)).await?;
         early.push(b);
     }
     // Let the group settle before the measured join.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let t0 = epoch.elapsed().as_micros() as u64;
-    let last = Bot::join(&server.ws_url, room.clone(), LOOPBACK, config()).await?;
+    let last_config = if n == 1 {
+        config().hosting(key)
+    } else {
+        config()
+    };
+    let last = Bot::join(&server.ws_url, room.clone(), LOOPBACK, last_config).await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let rep = last.report().await?;
@@ -490,17 +507,14 @@ async fn run_removal(args: RemovalArgs) -> anyhow::Result<()> {
         let server = ServerProc::start(&args.out.server)?;
         let epoch = Instant::now();
         let link = aparte_e2ee::LinkSecret::from_bytes([6; 16]);
-        let room =
-            RoomId::parse(&format!("bench-removal-{run}")).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (room, key) = new_room();
         let mut bots = Vec::new();
-        for _ in 0..args.size {
-            let b = Bot::join(
-                &server.ws_url,
-                room.clone(),
-                LOOPBACK,
-                BotConfig::new(500_000, epoch, link.clone()),
-            )
-            .await?;
+        for i in 0..args.size {
+            let mut c = BotConfig::new(500_000, epoch, link.clone());
+            if i == 0 {
+                c = c.hosting(key.clone());
+            }
+            let b = Bot::join(&server.ws_url, room.clone(), LOOPBACK, c).await?;
             b.connected(Duration::from_secs(20)).await?;
             bots.push(b);
         }

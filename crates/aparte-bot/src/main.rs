@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aparte_bot::{Bot, BotConfig};
-use aparte_proto::RoomId;
+use aparte_proto::{RoomId, Token};
 use clap::Parser;
 
 /// A headless Aparté participant.
@@ -19,12 +19,28 @@ struct Args {
     #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
     server: String,
     /// Room to join (the ROOM of a /m/ROOM#SECRET link).
-    #[arg(long)]
-    room: String,
+    #[arg(long, required_unless_present = "new")]
+    room: Option<String>,
     /// The link's secret (the SECRET after '#'): without it the bot cannot
     /// join the meeting's end-to-end encrypted group.
+    #[arg(long, required_unless_present = "new")]
+    secret: Option<String>,
+    /// Start a new meeting as its host: a host key and link secret are
+    /// generated and the meeting's link printed.
+    #[arg(long, conflicts_with_all = ["room", "secret", "key"])]
+    new: bool,
+    /// A host or moderator key of the room (a host key opens the room).
     #[arg(long)]
-    secret: String,
+    key: Option<String>,
+    /// The room's passcode, if it has one.
+    #[arg(long)]
+    passcode: Option<String>,
+    /// As host: turn the lobby off so everyone with the link walks in.
+    #[arg(long)]
+    open: bool,
+    /// As host or moderator: admit everyone who waits in the lobby.
+    #[arg(long)]
+    admit_all: bool,
     /// Display name (sent end-to-end encrypted).
     #[arg(long, default_value = "bot")]
     name: String,
@@ -48,13 +64,36 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let room = RoomId::parse(&args.room).context("room id")?;
-    let link = aparte_e2ee::LinkSecret::parse(&args.secret).context("link secret")?;
+    let (room, link, key) = if args.new {
+        let key = aparte_proto::keys::token_from_bytes(rand::random());
+        let link = aparte_e2ee::LinkSecret::from_bytes(rand::random());
+        let room = aparte_proto::room_for_host_key(&key);
+        println!("meeting link: /m/{room}#{}", link.encode());
+        println!("host key (keep it secret): {}", key.as_str());
+        (room, link, Some(key))
+    } else {
+        let room = RoomId::parse(args.room.as_deref().unwrap_or_default()).context("room id")?;
+        let link = aparte_e2ee::LinkSecret::parse(args.secret.as_deref().unwrap_or_default())
+            .context("link secret")?;
+        let key = match args.key.as_deref() {
+            Some(k) => Some(Token::parse(k).context("key")?),
+            None => None,
+        };
+        (room, link, key)
+    };
     let mut config = BotConfig::new(args.video_kbps * 1000, Instant::now(), link);
     config.name = args.name.clone();
     config.fps = args.fps;
     config.audio = !args.no_audio;
+    config.key = key;
+    config.passcode = args.passcode.clone();
+    config.open_room = args.open;
+    config.admit_all = args.admit_all;
     let bot = Bot::join(&args.server, room, args.bind, config).await?;
+    if bot.report().await?.id.is_none() {
+        println!("waiting in the lobby as {}", bot.id());
+        bot.admitted(Duration::from_secs(300)).await?;
+    }
     println!("joined as {}", bot.id());
     bot.connected(Duration::from_secs(15)).await?;
     println!("media connected; staying {} s", args.duration);

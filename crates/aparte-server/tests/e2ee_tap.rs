@@ -11,8 +11,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aparte_bot::Bot;
 use aparte_bot::payload::MARKER;
-use aparte_bot::{Bot, BotConfig};
 use aparte_proto::{ParticipantId, TrackSource};
 use aparte_sfu::TapEvent;
 use common::{LOOPBACK, eventually, frames, link, room};
@@ -46,9 +46,8 @@ async fn the_server_handles_only_ciphertext() {
     let r = room("blind-server-room");
     let names = ["Zéphyrine Quillard", "Barnabé Ostrowski", "Ondine Vasseur"];
     let mut bots = Vec::new();
-    for name in names {
-        let mut config = BotConfig::new(250_000, epoch, link());
-        config.name = name.to_owned();
+    for (i, name) in names.into_iter().enumerate() {
+        let config = common::config(&r, name, i == 0, 250_000, epoch);
         bots.push(
             Bot::join(&server.ws_url(), r.clone(), LOOPBACK, config)
                 .await

@@ -3,10 +3,11 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use aparte_bot::{Bot, BotConfig};
-use aparte_proto::{ParticipantId, RoomId, TrackSource};
+use aparte_proto::{ParticipantId, RoomId, Token, TrackSource};
 use aparte_server::{Config, ServerHandle};
 
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -20,8 +21,40 @@ pub fn link() -> aparte_e2ee::LinkSecret {
     aparte_e2ee::LinkSecret::from_bytes([5; 16])
 }
 
+/// Host keys of the rooms [`room`] made, so a test's first bot can open them.
+static HOST_KEYS: Mutex<Vec<(RoomId, Token)>> = Mutex::new(Vec::new());
+
+/// The room whose host key is derived from `name` (rooms exist only as the
+/// hash of a host key).
 pub fn room(name: &str) -> RoomId {
-    RoomId::parse(name).unwrap()
+    let mut bytes = [b'.'; 32];
+    for (b, c) in bytes.iter_mut().zip(name.bytes()) {
+        *b = c;
+    }
+    let key = aparte_proto::keys::token_from_bytes(bytes);
+    let id = aparte_proto::room_for_host_key(&key);
+    HOST_KEYS.lock().unwrap().push((id.clone(), key));
+    id
+}
+
+/// The host key of a room made by [`room`].
+pub fn host_key(room: &RoomId) -> Token {
+    let keys = HOST_KEYS.lock().unwrap();
+    keys.iter()
+        .find(|(r, _)| r == room)
+        .map(|(_, k)| k.clone())
+        .expect("rooms come from room()")
+}
+
+/// A bot's configuration named `name`; the host of `room` (lobby off) when
+/// `host` is set.
+pub fn config(room: &RoomId, name: &str, host: bool, bps: u32, epoch: Instant) -> BotConfig {
+    let mut config = BotConfig::new(bps, epoch, link());
+    config.name = name.to_owned();
+    if host {
+        config = config.hosting(host_key(room));
+    }
+    config
 }
 
 /// `n` bots publishing `bps` of video and audio join `room`, all at once.
@@ -33,16 +66,27 @@ pub async fn bots(
     epoch: Instant,
 ) -> Vec<Bot> {
     let url = server.ws_url();
-    let joins = (0..n).map(|i| {
-        let mut config = BotConfig::new(bps, epoch, link());
-        config.name = format!("{room}-bot-{i}");
+    // The host opens the room and turns its lobby off; the others then walk in.
+    let host = Bot::join(
+        &url,
+        room.clone(),
+        LOOPBACK,
+        config(room, &format!("{room}-bot-0"), true, bps, epoch),
+    )
+    .await
+    .unwrap();
+    let joins = (1..n).map(|i| {
+        let config = config(room, &format!("{room}-bot-{i}"), false, bps, epoch);
         Bot::join(&url, room.clone(), LOOPBACK, config)
     });
-    let bots: Vec<Bot> = futures_util::future::join_all(joins)
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let mut bots = vec![host];
+    bots.extend(
+        futures_util::future::join_all(joins)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap(),
+    );
     for b in &bots {
         b.connected(Duration::from_secs(10)).await.unwrap();
     }
