@@ -1,8 +1,10 @@
 // Test harness: starts the real Aparté server binary on ephemeral loopback
 // ports and headless Chromium (Debian's) with fake camera and microphone.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before } from 'node:test';
@@ -18,10 +20,11 @@ mkdirSync(OUTPUT, { recursive: true });
  * With `tap: {out, needles}`, starts the tap-server example instead (the same
  * server with a tap that reports which needles crossed it), see its source.
  */
-export async function startServer({ tap } = {}) {
+export async function startServer({ tap, args: extraArgs = [] } = {}) {
   const profile = process.env.APARTE_PROFILE || 'debug';
   let bin = process.env.APARTE_BIN || joinPath(ROOT, `target/${profile}/aparte-server`);
-  let args = ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0'];
+  const dataDir = mkdtempSync(joinPath(tmpdir(), 'aparte-e2e-'));
+  let args = ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0', '--data-dir', dataDir, ...extraArgs];
   if (tap) {
     bin = joinPath(ROOT, `target/${profile}/examples/tap-server`);
     args = ['--out', tap.out, ...tap.needles.flatMap((n) => ['--needle', n])];
@@ -51,8 +54,8 @@ export async function startServer({ tap } = {}) {
       if (child.exitCode !== null) return ok();
       child.once('exit', ok);
       child.kill('SIGTERM');
-    });
-  return { url, logs, stop };
+    }).then(() => rmSync(dataDir, { recursive: true, force: true }));
+  return { url, logs, stop, dataDir };
 }
 
 /** Launches headless Chromium with fake media devices and no outside traffic. */
@@ -85,13 +88,47 @@ export async function newPage(browser) {
   return page;
 }
 
-/** Opens `link`, fills the name and joins; resolves once welcomed. */
-export async function join(page, link, name) {
+/**
+ * Opens `link`, fills the name (and the passcode, when given) and joins;
+ * resolves once welcomed or waiting in the lobby, with 'welcome' or 'waiting'.
+ */
+export async function join(page, link, name, { passcode } = {}) {
   await page.goto(link);
   await page.locator('#join-button').waitFor();
   await page.fill('#display-name', name);
+  if (passcode !== undefined) await page.fill('#passcode', passcode);
   await page.click('#join-button');
-  await waitFor(page, () => window.aparte.diagnostics().me !== null, 10000, `${name} welcomed`);
+  await waitFor(page, () => window.aparte.diagnostics().me !== null || window.aparte.diagnostics().waiting !== null, 10000, `${name} welcomed or waiting`);
+  return page.evaluate(() => (window.aparte.diagnostics().me !== null ? 'welcome' : 'waiting'));
+}
+
+/** Creates a meeting from the landing page and joins it as its host; resolves with the link. */
+export async function host(page, serverUrl, name) {
+  await page.goto(serverUrl);
+  await page.click('#new-meeting');
+  await page.waitForURL(/\/m\/[A-Za-z0-9_-]{16}#[A-Za-z0-9_-]{22}$/);
+  const link = page.url();
+  assert.equal(await join(page, link, name), 'welcome', 'the host walks in');
+  return link;
+}
+
+/** The id `page` waits in the lobby with (null when not waiting). */
+export function waitingId(page) {
+  return page.evaluate(() => window.aparte.diagnostics().waiting);
+}
+
+/** The host admits `page` (waiting in the lobby) with the lobby panel's button. */
+export async function admit(hostPage, page, name = 'guest') {
+  const id = await waitingId(page);
+  assert.notEqual(id, null, `${name} waits in the lobby`);
+  const button = hostPage.locator(`#lobby-list li[data-peer="${id}"] button.primary`);
+  await button.click({ timeout: 10000 });
+  await waitFor(page, () => window.aparte.diagnostics().me !== null, 10000, `${name} admitted`);
+}
+
+/** `page` joins through the lobby and `hostPage` lets it in. */
+export async function enter(hostPage, page, link, name) {
+  if ((await join(page, link, name)) === 'waiting') await admit(hostPage, page, name);
 }
 
 /** Polls `fn` in the page until it returns truthy. */

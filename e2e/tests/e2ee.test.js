@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join as pathJoin } from 'node:path';
 import { after, before, test } from 'node:test';
-import { OUTPUT, join, launchBrowser, newPage, sleep, startServer, waitFor } from '../lib/harness.js';
+import { OUTPUT, admit, join, launchBrowser, newPage, sleep, startServer, waitFor, waitingId } from '../lib/harness.js';
 
 const CHAT = 'the eagle lands at midnight 7781';
 const NAMES = ['Alice Quenneville', 'Bob Marchetti', 'Carol Dufresne'];
@@ -39,6 +39,9 @@ test('three browsers meet end-to-end encrypted; the server sees no plaintext', {
   await maker.waitForURL(/#/);
   const secret = new URL(maker.url()).hash.slice(1);
   const room = new URL(maker.url()).pathname;
+  // The maker's browser holds the host key, for the probe server's origin.
+  const hostKey = await maker.evaluate((r) => localStorage.getItem(`aparte.host.${r}`), room.slice(3));
+  assert.ok(hostKey, 'the page that made the meeting keeps its host key');
   await maker.context().close();
   await probe.stop();
 
@@ -49,7 +52,20 @@ test('three browsers meet end-to-end encrypted; the server sees no plaintext', {
   const pages = [];
   for (const name of NAMES) {
     const p = await newPage(browser);
-    await join(p, link, name);
+    if (pages.length === 0) {
+      // The first page is the host: it gets the key the maker kept.
+      await p.goto(server.url);
+      await p.evaluate(([r, k]) => localStorage.setItem(`aparte.host.${r}`, k), [room.slice(3), hostKey]);
+      assert.equal(await join(p, link, name), 'welcome');
+    } else {
+      // The host reads the joiner's name in the lobby (the tap below proves
+      // the server could not), then admits.
+      assert.equal(await join(p, link, name), 'waiting');
+      const id = await waitingId(p);
+      await waitFor(pages[0], ([id, n]) => window.aparte.diagnostics().lobby.some((w) => w.id === id && w.name === n), 5000, `${name} named in the lobby`, [id, name]);
+      assert.equal(await pages[0].textContent(`#lobby-list li[data-peer="${id}"] .name`), name);
+      await admit(pages[0], p, name);
+    }
     pages.push(p);
   }
   for (const [i, p] of pages.entries()) {
@@ -95,7 +111,12 @@ test('three browsers meet end-to-end encrypted; the server sees no plaintext', {
   // A page with the right room but a wrong secret.
   const wrong = await newPage(browser);
   const badLink = `${server.url}${room}#${'A'.repeat(22)}`;
-  await join(wrong, badLink, 'Mallory');
+  assert.equal(await join(wrong, badLink, 'Mallory'), 'waiting');
+  // Its name was sealed with another link: the host cannot read it, and says so.
+  const malloryId = await waitingId(wrong);
+  await waitFor(pages[0], (id) => window.aparte.diagnostics().lobby.some((w) => w.id === id && !w.readable), 5000, 'unreadable name in the lobby', malloryId);
+  // Admitted anyway, it still gets no keys.
+  await admit(pages[0], wrong, 'Mallory');
   await waitFor(wrong, () => document.querySelectorAll('.tile .status').length >= 3, 20000, 'tiles say they cannot be decrypted');
   const statuses = await wrong.$$eval('.tile .status', (s) => s.map((x) => x.textContent));
   assert.ok(statuses.every((s) => s === 'Cannot be decrypted'), String(statuses));

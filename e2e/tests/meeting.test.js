@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { join as pathJoin } from 'node:path';
-import { OUTPUT, join, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/harness.js';
+import { OUTPUT, enter, host, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/harness.js';
 
 const env = serverAndBrowser();
 
@@ -68,21 +68,17 @@ async function expectAudioFrom(page, n, who) {
 
 test('two then three browsers meet, a camera goes off, one leaves', { timeout: 120000 }, async () => {
   const alice = await newPage(env.browser);
-  await alice.goto(env.server.url);
-  await alice.click('#new-meeting');
-  await alice.waitForURL(/\/m\/[A-Za-z0-9_-]{16}#[A-Za-z0-9_-]{22}$/);
-  const link = alice.url();
-  await join(alice, link, 'Alice');
+  const link = await host(alice, env.server.url, 'Alice');
 
   const bob = await newPage(env.browser);
-  await join(bob, link, 'Bob');
+  await enter(alice, bob, link, 'Bob');
   await expectVideoFrom(alice, 1, 'alice');
   await expectVideoFrom(bob, 1, 'bob');
   await expectAudioFrom(alice, 1, 'alice');
   await expectAudioFrom(bob, 1, 'bob');
 
   const carol = await newPage(env.browser);
-  await join(carol, link, 'Carol');
+  await enter(alice, carol, link, 'Carol');
   for (const [page, who] of [[alice, 'alice'], [bob, 'bob'], [carol, 'carol']]) {
     await expectVideoFrom(page, 2, who);
     await expectAudioFrom(page, 2, who);

@@ -3,16 +3,18 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { join, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/harness.js';
+import { host, join, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/harness.js';
 
 const env = serverAndBrowser();
 
 test('a screen share reaches the other participant and stops', { timeout: 60000 }, async () => {
-  const link = `${env.server.url}/m/screen-share-room#U2NyZWVuU2hhcmVMaW5rMQ`;
   const alice = await newPage(env.browser);
-  await join(alice, link, 'Alice');
+  const link = await host(alice, env.server.url, 'Alice');
+  // The host turns the lobby off: Bob walks straight in.
+  await alice.click('#set-lobby');
+  await waitFor(alice, () => window.aparte.diagnostics().room.lobby === false, 5000, 'lobby off');
   const bob = await newPage(env.browser);
-  await join(bob, link, 'Bob');
+  assert.equal(await join(bob, link, 'Bob'), 'welcome');
   const aliceId = await alice.evaluate(() => window.aparte.diagnostics().me);
 
   await alice.click('#screen-toggle');

@@ -1,8 +1,10 @@
 // The page's entry point: picks the screen from the URL and wires the landing,
 // pre-join and meeting screens to the modules that do the work.
 
+import { HostPanel } from './host-panel.js';
 import { apply, lang, onLangChange, setLang, t } from './i18n.js';
 import { renderIcons } from './icons.js';
+import { capabilities, newHostKey, roomForHostKey, base64url } from './keys.js';
 import { LocalMedia, deviceErrorKey } from './media.js';
 import { PeerSession, canEncryptMedia } from './peer.js';
 import { RoomView } from './room-view.js';
@@ -19,8 +21,16 @@ const NAME_KEY = 'aparte.name';
 const MAX_NAME = 64;
 const MEDIA_SLOW_MS = 10000;
 
+/** Server errors after which this page is out of the meeting. */
+const FATAL = new Set([
+  'room_full', 'connection_lost', 'invalid_sdp', 'internal', 'removed', 'denied',
+  'meeting_ended', 'room_unavailable', 'unsupported_version',
+]);
+/** Fatal errors after which rejoining cannot help right away. */
+const FINAL = new Set(['removed', 'denied', 'meeting_ended']);
+
 const ui = {
-  screens: ['landing', 'prejoin', 'meeting', 'left'].map($),
+  screens: ['landing', 'prejoin', 'waiting', 'meeting', 'left'].map($),
   banner: $('banner'),
   announcer: $('announcer'),
 };
@@ -39,14 +49,15 @@ function announce(text) {
   ui.announcer.textContent = text;
 }
 
-function base64url(bytes) {
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-/** A fresh meeting link path: an unguessable room id and, after '#', the
- * secret the server never sees (the fragment is not sent in requests). */
-function newMeetingPath() {
-  const room = base64url(crypto.getRandomValues(new Uint8Array(12)));
+/**
+ * Creates a meeting: a host key this browser keeps, the room id derived from
+ * it, and the link secret after '#' (the fragment is never sent to the
+ * server). Resolves with the meeting's path.
+ */
+async function newMeetingPath() {
+  const key = newHostKey();
+  const room = await roomForHostKey(key);
+  capabilities.setHostKey(room, key);
   const secret = base64url(crypto.getRandomValues(new Uint8Array(16)));
   return `/m/${room}#${secret}`;
 }
@@ -55,7 +66,14 @@ function newMeetingPath() {
 
 function landing() {
   show('landing');
-  $('new-meeting').onclick = () => location.assign(newMeetingPath());
+  $('new-meeting').onclick = async () => {
+    if (!window.isSecureContext || !crypto.subtle) {
+      $('join-error').hidden = false;
+      $('join-error').textContent = t('landing.needsSecure');
+      return;
+    }
+    location.assign(await newMeetingPath());
+  };
   $('join-form').onsubmit = (ev) => {
     ev.preventDefault();
     const text = $('join-link').value.trim();
@@ -94,6 +112,27 @@ class Meeting {
     this.session = null;
     this.offers = Promise.resolve();
     this.leaving = false;
+    this.waiting = false;
+    this.passcodeNeeded = false;
+    /** Replies awaited from the worker, by request id. */
+    this.replies = new Map();
+    this.nextRequest = 1;
+    this.notices = [];
+    this.panel = new HostPanel({
+      send: (msg) => this.signaling?.send(msg),
+      nameOf: (id) => (id === this.me ? this.name || t('meeting.guest') : this.view.nameOf(id)),
+      askEnd: () => this.#askEnd(),
+      setPasscode: (text) => this.signaling?.send({ type: 'update_room', passcode: text }),
+    });
+  }
+
+  /** Asks the worker something that needs the link secret; resolves with its reply. */
+  #ask(msg) {
+    const id = this.nextRequest++;
+    return new Promise((resolve) => {
+      this.replies.set(id, resolve);
+      this.worker.postMessage({ ...msg, id });
+    });
   }
 
   get name() {
@@ -133,6 +172,8 @@ class Meeting {
     $('link-error').hidden = !linkError;
     $('link-error').textContent = linkError ? t(linkError) : '';
     $('join-button').disabled = !!linkError;
+    $('host-note').hidden = !capabilities.hostKey(this.room);
+    $('passcode-box').hidden = !this.passcodeNeeded;
     try {
       await this.local.start();
     } catch (e) {
@@ -141,6 +182,7 @@ class Meeting {
     this.#syncButtons();
     await this.#fillDevices();
     if (!this.name) $('display-name').focus();
+    else if (this.passcodeNeeded) $('passcode').focus();
     else $('join-button').focus();
   }
 
@@ -227,8 +269,11 @@ class Meeting {
     $('cam-toggle').onclick = () => this.#toggle('camera');
     $('screen-toggle').onclick = () => this.#toggle('screen');
     $('leave').onclick = () => this.leave();
+    $('waiting-leave').onclick = () => this.leave();
     this.view.clear();
+    this.panel.reset();
     this.me = null;
+    this.waiting = false;
     this.roster = new Set();
     this.inGroup = false;
     this.decrypt = {};
@@ -264,8 +309,23 @@ class Meeting {
       this.#end(t('error.signalingLost'));
       return;
     }
-    this.signaling.send({ type: 'join', room: this.room });
-    // If media has not connected after a while, say so instead of waiting silently.
+    const name = await this.#ask({ op: 'sealName', room: this.room, name: this.name });
+    const passcode = this.passcodeNeeded ? $('passcode').value : '';
+    this.signaling.send({
+      type: 'join',
+      room: this.room,
+      key: capabilities.hostKey(this.room) ?? capabilities.moderatorKey(this.room) ?? undefined,
+      seat: capabilities.seat(this.room) ?? undefined,
+      passcode: passcode || undefined,
+      name,
+    });
+    clearInterval(this.statsTimer);
+    this.statsTimer = setInterval(() => this.worker?.postMessage({ op: 'stats' }), 1000);
+  }
+
+  /** Once in the meeting: if media or the group do not come up after a
+   * while, say so instead of waiting silently. */
+  #watchArrival() {
     clearTimeout(this.slowTimer);
     this.slowTimer = setTimeout(() => {
       const state = this.session?.pc.connectionState;
@@ -275,14 +335,16 @@ class Meeting {
     this.groupTimer = setTimeout(() => {
       if (this.session && !this.inGroup) banner(t('error.notAdmitted'));
     }, GROUP_SLOW_MS);
-    clearInterval(this.statsTimer);
-    this.statsTimer = setInterval(() => this.worker?.postMessage({ op: 'stats' }), 1000);
   }
 
   #fromWorker(m) {
     switch (m.op) {
       case 'send':
         this.signaling?.send(m.msg);
+        break;
+      case 'reply':
+        this.replies.get(m.id)?.(m.value);
+        this.replies.delete(m.id);
         break;
       case 'event':
         this.#e2eeEvent(m.event);
@@ -315,7 +377,7 @@ class Meeting {
         this.#groupMessage(ev.from, ev.text);
         break;
       case 'removed':
-        this.#end(t('error.removed'));
+        this.#end(t('error.groupRemoved'));
         break;
       case 'refused':
         console.warn('e2ee refused', ev.from, ev.reason);
@@ -342,10 +404,22 @@ class Meeting {
         screen: m.screen === true,
       };
       this.view.setPeer(from, state);
+      this.panel.render();
       if (!known && state.name) announce(t('meeting.joined', { name: state.name }));
     } else if (m.t === 'chat' && typeof m.text === 'string') {
       this.#chatLine(this.view.nameOf(from), m.text.slice(0, 2000));
     }
+  }
+
+  /** A line everyone sees in the chat log and hears from a screen reader. */
+  #notice(text) {
+    this.notices.push(text);
+    const li = document.createElement('li');
+    li.className = 'notice';
+    li.textContent = text;
+    $('chat-log').append(li);
+    li.scrollIntoView({ block: 'end' });
+    announce(text);
   }
 
   #chatLine(who, text) {
@@ -392,19 +466,58 @@ class Meeting {
 
   #onMessage(msg) {
     switch (msg.type) {
+      case 'waiting':
+        this.waiting = true;
+        this.waitingId = msg.you;
+        banner('');
+        show('waiting');
+        $('waiting-leave').focus();
+        break;
       case 'welcome':
         this.me = msg.you;
+        this.passcodeNeeded = false;
+        if (this.waiting) {
+          this.waiting = false;
+          banner(t('meeting.connecting'), 'info');
+          show('meeting');
+        }
+        capabilities.setSeat(this.room, msg.seat);
         this.#renderLocal();
         for (const p of msg.peers) this.view.setPeer(p.id, {});
+        this.panel.welcome(msg);
+        this.#watchArrival();
         this.worker.postMessage({ op: 'start', id: msg.you, createGroup: msg.create_group });
         break;
       case 'peer_joined':
         this.view.setPeer(msg.peer.id, {});
+        this.panel.joined(msg.peer);
         break;
       case 'peer_left':
         announce(t('meeting.leftPeer', { name: this.view.nameOf(msg.peer) }));
         this.view.removePeer(msg.peer);
+        this.panel.left(msg.peer);
         this.worker.postMessage({ op: 'signal', text: JSON.stringify(msg) });
+        break;
+      case 'lobby_request':
+        this.#lobbyRequest(msg);
+        break;
+      case 'lobby_done':
+        this.panel.lobbyDone(msg.peer);
+        break;
+      case 'role_changed':
+        this.panel.roleChanged(msg.peer, msg.role);
+        if (msg.role === 'moderator') {
+          this.#notice(msg.peer === this.me ? t('notice.youPromoted') : t('notice.promoted', { name: this.view.nameOf(msg.peer) }));
+        }
+        break;
+      case 'moderator_key':
+        capabilities.setModeratorKey(this.room, msg.key);
+        break;
+      case 'room_updated':
+        this.#roomUpdated(msg.room);
+        break;
+      case 'mute_requested':
+        this.#muteRequested(msg.by, msg.peer ?? null);
         break;
       case 'mls_join_request':
       case 'mls_commit':
@@ -426,15 +539,75 @@ class Meeting {
         break;
 
       case 'error':
-        if (['room_full', 'connection_lost', 'invalid_sdp', 'internal'].includes(msg.code)) {
-          this.#end(t(`error.${msg.code}`) !== `error.${msg.code}` ? t(`error.${msg.code}`) : t('error.server', { code: msg.code }));
-        } else {
-          console.warn('server refused a message:', msg.code);
-        }
+        this.#serverError(msg.code);
         break;
       default:
         break;
     }
+  }
+
+  #serverError(code) {
+    const known = t(`error.${code}`);
+    const text = known !== `error.${code}` ? known : t('error.server', { code });
+    if (code === 'passcode_required' || code === 'wrong_passcode') {
+      // Back to the pre-join screen, which now asks for the passcode.
+      this.passcodeNeeded = true;
+      this.#teardown();
+      this.prejoin().then(() => {
+        $('passcode-error').hidden = false;
+        $('passcode-error').textContent = text;
+      });
+    } else if (FATAL.has(code) || (code === 'rate_limited' && this.me === null && !this.waiting)) {
+      if (code === 'removed') capabilities.setSeat(this.room, null);
+      this.#end(text, { final: FINAL.has(code) });
+    } else if (code === 'forbidden' || code === 'too_many_tracks' || code === 'rate_limited') {
+      banner(text, 'info');
+    } else {
+      console.warn('server refused a message:', code);
+    }
+  }
+
+  async #lobbyRequest(msg) {
+    let name = null;
+    let readable = true;
+    if (msg.name) {
+      name = await this.#ask({ op: 'openName', room: this.room, sealed: msg.name });
+      readable = name !== null;
+      name = name?.trim().slice(0, MAX_NAME) || null;
+    }
+    this.panel.waiting(msg.peer, name, readable);
+    announce(t('lobby.arrived', { name: this.panel.lobbyName({ name, readable }) }));
+  }
+
+  #roomUpdated(room) {
+    const before = this.panel.room;
+    this.panel.roomUpdated(room);
+    if (before.lobby !== room.lobby) this.#notice(t(room.lobby ? 'notice.lobbyOn' : 'notice.lobbyOff'));
+    if (before.locked !== room.locked) this.#notice(t(room.locked ? 'notice.locked' : 'notice.unlocked'));
+    if (before.passcode !== room.passcode) this.#notice(t(room.passcode ? 'notice.passcodeSet' : 'notice.passcodeCleared'));
+  }
+
+  /** A host or moderator asked one person or everyone to mute: everyone is
+   * told; the person asked turns the microphone off (the asker's does not). */
+  async #muteRequested(by, peer) {
+    const name = by === this.me ? this.name || t('meeting.guest') : this.view.nameOf(by);
+    const target = peer === this.me ? this.name || t('meeting.guest') : this.view.nameOf(peer);
+    this.#notice(peer === null ? t('notice.muteAll', { name }) : t('notice.muteOne', { name, peer: target }));
+    const mine = peer === this.me || (peer === null && by !== this.me);
+    if (mine && this.local.micOn) {
+      await this.#toggle('mic');
+      this.#notice(t('notice.mutedYou'));
+    }
+  }
+
+  #askEnd() {
+    const dialog = $('end-dialog');
+    dialog.onclose = () => {
+      if (dialog.returnValue === 'end') this.signaling?.send({ type: 'end' });
+    };
+    dialog.returnValue = '';
+    dialog.showModal();
+    dialog.querySelector('button[value="cancel"]').focus();
   }
 
   #broadcastState() {
@@ -459,7 +632,8 @@ class Meeting {
     this.#end('');
   }
 
-  #end(reason) {
+  /** Closes everything of this attempt to be in the meeting. */
+  #teardown() {
     this.leaving = true;
     clearTimeout(this.slowTimer);
     clearTimeout(this.groupTimer);
@@ -472,12 +646,21 @@ class Meeting {
     this.session = null;
     this.me = null;
     this.view.clear();
+    this.panel.reset();
+    this.waiting = false;
+    for (const resolve of this.replies.values()) resolve(null);
+    this.replies.clear();
     this.local.stopAll();
     banner('');
+  }
+
+  #end(reason, { final = false } = {}) {
+    this.#teardown();
     $('left-reason').textContent = reason;
     show('left');
+    $('rejoin').hidden = final;
     $('rejoin').onclick = () => this.rejoin();
-    $('rejoin').focus();
+    (final ? document.querySelector('#left a') : $('rejoin')).focus();
   }
 
   async rejoin() {
@@ -488,6 +671,12 @@ class Meeting {
   diagnostics() {
     return {
       me: this.me,
+      waiting: this.waiting ? this.waitingId : null,
+      role: this.panel.role,
+      room: this.panel.room,
+      lobby: [...this.panel.lobby].map(([id, e]) => ({ id, name: e.name, readable: e.readable })),
+      notices: [...this.notices],
+      mic: this.local.micOn,
       peers: [...this.view.people.keys()].filter((k) => k !== 'local'),
       connection: this.session?.pc.connectionState ?? 'closed',
       stats: () => this.session?.inboundStats() ?? Promise.resolve([]),

@@ -48,6 +48,12 @@ onmessage = async (e) => {
       case 'send':
         if (engine.isReady()) engine.send(m.text);
         break;
+      case 'sealName':
+        postMessage({ op: 'reply', id: m.id, value: engine.sealName(m.room, m.name) });
+        return;
+      case 'openName':
+        postMessage({ op: 'reply', id: m.id, value: engine.openName(m.room, m.sealed) ?? null });
+        return;
       case 'stats':
         postMessage({ op: 'stats', id: m.id, counters });
         return;

@@ -170,6 +170,22 @@ impl Engine {
         self.session.as_ref().is_some_and(Session::is_ready)
     }
 
+    /// Seals a display name for the lobby of `room` (base64url), so that the
+    /// host reads it and the server does not.
+    #[wasm_bindgen(js_name = sealName)]
+    pub fn seal_name(&self, room: &str, name: &str) -> Result<String, JsError> {
+        let mut nonce = [0u8; 12];
+        getrandom::getrandom(&mut nonce).map_err(err)?;
+        Ok(self.link.seal_lobby_name(room, name, nonce))
+    }
+
+    /// Opens a name sealed by [`Engine::seal_name`]; `undefined` when it was
+    /// not sealed with this meeting's link for `room`.
+    #[wasm_bindgen(js_name = openName)]
+    pub fn open_name(&self, room: &str, sealed: &str) -> Option<String> {
+        self.link.open_lobby_name(room, sealed)
+    }
+
     /// Seals one outgoing frame.
     pub fn seal(&mut self, video: bool, frame: &[u8]) -> Result<Vec<u8>, JsError> {
         self.s()?.media().seal(kind(video), frame).map_err(err)
