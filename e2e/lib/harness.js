@@ -84,6 +84,7 @@ export async function newPage(browser) {
   const page = await context.newPage();
   page.requests = [];
   page.on('request', (r) => page.requests.push(r.url()));
+  page.on('websocket', (ws) => page.requests.push(ws.url()));
   page.on('pageerror', (e) => console.error('page error:', e.message));
   return page;
 }

@@ -270,6 +270,8 @@ class Meeting {
     $('screen-toggle').onclick = () => this.#toggle('screen');
     $('leave').onclick = () => this.leave();
     $('waiting-leave').onclick = () => this.leave();
+    $('passcode-error').hidden = true;
+    $('passcode-error').textContent = '';
     this.view.clear();
     this.panel.reset();
     this.me = null;
@@ -558,7 +560,7 @@ class Meeting {
         $('passcode-error').textContent = text;
       });
     } else if (FATAL.has(code) || (code === 'rate_limited' && this.me === null && !this.waiting)) {
-      if (code === 'removed') capabilities.setSeat(this.room, null);
+      // A removed participant keeps the revoked seat: presenting it again is refused.
       this.#end(text, { final: FINAL.has(code) });
     } else if (code === 'forbidden' || code === 'too_many_tracks' || code === 'rate_limited') {
       banner(text, 'info');
