@@ -117,3 +117,81 @@ where
     }
     cond().await
 }
+
+/// A scripted signaling client, speaking raw JSON.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a signaling connection from `from` (a loopback address) without
+/// joining anything.
+pub async fn raw_ws(server: &ServerHandle, from: IpAddr) -> Ws {
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+    let stream = tcp.connect(server.http_addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(
+        server.ws_url(),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .unwrap();
+    ws
+}
+
+/// Sends one text message.
+pub async fn send(ws: &mut Ws, text: &str) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(text.to_owned()))
+        .await
+        .unwrap();
+}
+
+/// The next server message within `within`; `None` on silence or close.
+pub async fn recv(ws: &mut Ws, within: Duration) -> Option<aparte_proto::ServerMsg> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let m = tokio::time::timeout_at(deadline, ws.next()).await.ok()??;
+        match m {
+            Ok(Message::Text(t)) => return Some(aparte_proto::parse_server_msg(&t).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Sends `text` and returns the first error code the server answers with,
+/// skipping other messages.
+pub async fn error_for(ws: &mut Ws, text: &str) -> (aparte_proto::ErrorCode, String) {
+    send(ws, text).await;
+    loop {
+        match recv(ws, Duration::from_secs(5)).await {
+            Some(aparte_proto::ServerMsg::Error { code, message }) => return (code, message),
+            Some(_) => {}
+            None => panic!("no error answered {text}"),
+        }
+    }
+}
+
+/// The join message for `room` with a name sealed under the test link.
+pub fn join_json(room: &RoomId, name: &str, extra: &str) -> String {
+    let sealed = link().seal_lobby_name(room.as_str(), name, [9; 12]);
+    format!(r#"{{"v":1,"type":"join","room":"{room}","name":"{sealed}"{extra}}}"#)
+}
+
+/// The server error a bot's join or run ended with.
+pub fn server_error(e: &anyhow::Error) -> Option<aparte_proto::ErrorCode> {
+    match e.downcast_ref::<aparte_bot::BotError>() {
+        Some(aparte_bot::BotError::Server(code, _)) => Some(*code),
+        _ => None,
+    }
+}
+
+/// Waits until `bot`'s frames from `peer`'s `source` rise by `by` within 3 s.
+pub async fn flowing(bot: &Bot, peer: ParticipantId, source: TrackSource, by: u64) -> bool {
+    let f = frames(bot, peer, source).await;
+    eventually(Duration::from_secs(3), || async {
+        frames(bot, peer, source).await >= f + by
+    })
+    .await
+}
