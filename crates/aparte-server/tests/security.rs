@@ -107,7 +107,10 @@ async fn a_removed_participant_is_cut_off_and_stays_out() {
         .await
         .unwrap();
     assert!(
-        matches!(outcome, Err(aparte_bot::BotError::Server(ErrorCode::Removed, _))),
+        matches!(
+            outcome,
+            Err(aparte_bot::BotError::Server(ErrorCode::Removed, _))
+        ),
         "{outcome:?}"
     );
     // Its media stopped reaching the others at once.
@@ -128,10 +131,9 @@ async fn a_removed_participant_is_cut_off_and_stays_out() {
     // Reconnecting with its (revoked) seat is refused.
     let mut again = config(&r, "C again", false, 250_000, epoch);
     again.seat = Some(seat);
-    let e = Bot::join(&server.ws_url(), r.clone(), LOOPBACK, again)
-        .await
-        .err()
-        .expect("a revoked seat is refused");
+    let Err(e) = Bot::join(&server.ws_url(), r.clone(), LOOPBACK, again).await else {
+        panic!("a revoked seat is refused");
+    };
     assert_eq!(server_error(&e), Some(ErrorCode::Removed));
 
     // The others go on.
@@ -150,10 +152,9 @@ async fn a_full_room_refuses_the_next_one_only() {
     let r = room("full");
     let bots = bots(&server, &r, 3, 250_000, epoch).await;
     let extra = config(&r, "fourth", false, 250_000, epoch);
-    let e = Bot::join(&server.ws_url(), r.clone(), LOOPBACK, extra)
-        .await
-        .err()
-        .expect("the fourth is refused");
+    let Err(e) = Bot::join(&server.ws_url(), r.clone(), LOOPBACK, extra).await else {
+        panic!("the fourth is refused");
+    };
     assert_eq!(server_error(&e), Some(ErrorCode::RoomFull));
     assert!(flowing(&bots[0], bots[2].id(), TrackSource::Camera, 15).await);
     assert!(flowing(&bots[2], bots[1].id(), TrackSource::Mic, 15).await);
@@ -200,7 +201,11 @@ async fn message_size_and_rate_limits_answer_and_the_room_goes_on() {
     assert_eq!(error_for(&mut ws, &big).await.0, ErrorCode::TooLarge);
     // A flood: 100 messages at once against 10/s (bursts of 20).
     for _ in 0..100 {
-        send(&mut ws, r#"{"v":1,"type":"relay","to":999999,"payload":"x"}"#).await;
+        send(
+            &mut ws,
+            r#"{"v":1,"type":"relay","to":999999,"payload":"x"}"#,
+        )
+        .await;
     }
     let mut codes = Vec::new();
     while let Some(m) = recv(&mut ws, Duration::from_millis(500)).await {
@@ -208,14 +213,27 @@ async fn message_size_and_rate_limits_answer_and_the_room_goes_on() {
             codes.push(code);
         }
     }
-    let limited = codes.iter().filter(|&&c| c == ErrorCode::RateLimited).count();
-    let answered = codes.iter().filter(|&&c| c == ErrorCode::UnknownPeer).count();
+    let limited = codes
+        .iter()
+        .filter(|&&c| c == ErrorCode::RateLimited)
+        .count();
+    let answered = codes
+        .iter()
+        .filter(|&&c| c == ErrorCode::UnknownPeer)
+        .count();
     assert!(limited >= 1, "{codes:?}");
-    assert!(answered <= 25, "most of the flood was dropped: {answered} answered");
+    assert!(
+        answered <= 25,
+        "most of the flood was dropped: {answered} answered"
+    );
     // The room never noticed, and the connection recovers after a pause.
     assert!(flowing(&bots[0], bots[1].id(), TrackSource::Camera, 15).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let again = error_for(&mut ws, r#"{"v":1,"type":"relay","to":999999,"payload":"x"}"#).await;
+    let again = error_for(
+        &mut ws,
+        r#"{"v":1,"type":"relay","to":999999,"payload":"x"}"#,
+    )
+    .await;
     assert_eq!(again.0, ErrorCode::UnknownPeer);
     server.stop().await;
 }

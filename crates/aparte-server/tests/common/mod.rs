@@ -140,9 +140,11 @@ pub async fn raw_ws(server: &ServerHandle, from: IpAddr) -> Ws {
 /// Sends one text message.
 pub async fn send(ws: &mut Ws, text: &str) {
     use futures_util::SinkExt;
-    ws.send(tokio_tungstenite::tungstenite::Message::text(text.to_owned()))
-        .await
-        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        text.to_owned(),
+    ))
+    .await
+    .unwrap();
 }
 
 /// The next server message within `within`; `None` on silence or close.
