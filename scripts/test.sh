@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 echo "== Rust tests (unit, SFU simulation, server integration with bots)"
 cargo test --workspace --all-targets
 
+echo "== Fuzzing the signaling parser (${FUZZ_SECONDS:-60} s, libFuzzer)"
+bash scripts/fuzz.sh
+
 echo "== Server build for the browser tests (and its tap-server example)"
 # The test profile's build: dependencies are optimized (see Cargo.toml). Building
 # the whole workspace keeps the features cargo test resolved, so it reuses what
