@@ -697,7 +697,12 @@ class Meeting {
 function start() {
   const select = $('lang-select');
   select.value = lang();
-  select.onchange = () => setLang(select.value);
+  const privacy = () => $('privacy-link').setAttribute('href', `/privacy?lang=${lang()}`);
+  select.onchange = () => {
+    setLang(select.value);
+    privacy();
+  };
+  privacy();
   apply(document);
   renderIcons(document);
   if (!('RTCPeerConnection' in window)) {

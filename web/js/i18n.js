@@ -4,6 +4,7 @@
 const STRINGS = {
   en: {
     language: 'Language',
+    'privacy.link': 'Privacy',
     'landing.title': 'Private video meetings',
     'landing.lead': "Meetings on your organisation's own server. Nothing is sent to anyone else.",
     'landing.new': 'New meeting',
@@ -124,6 +125,7 @@ const STRINGS = {
   },
   fr: {
     language: 'Langue',
+    'privacy.link': 'Confidentialité',
     'landing.title': 'Réunions vidéo privées',
     'landing.lead': 'Des réunions sur le serveur de votre organisation. Rien n’est envoyé à qui que ce soit d’autre.',
     'landing.new': 'Nouvelle réunion',

@@ -4,6 +4,7 @@
 //! room, the end) for bots on another address; then every line it logged, and
 //! the database it kept, are searched for the names, the addresses, the chat
 //! text, the passcode, the link secret and every capability: none is found.
+//! With `--log-format json`, every log line is one JSON object.
 
 #![allow(clippy::unwrap_used)]
 
@@ -41,9 +42,10 @@ impl Drop for Server {
 /// Starts the binary as an operator would, with only addresses and the data
 /// directory given; everything else (log level and format, address logging)
 /// is the default.
-fn start(data_dir: &std::path::Path) -> Server {
+fn start(data_dir: &std::path::Path, extra: &[&str]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aparte-server"));
     cmd.args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
@@ -95,7 +97,7 @@ async fn join(server: &Server, r: &RoomId, c: aparte_bot::BotConfig) -> anyhow::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_personal_reaches_the_logs() {
     let data_dir = std::env::temp_dir().join(format!("aparte-logs-{}", std::process::id()));
-    let server = start(&data_dir);
+    let server = start(&data_dir, &[]);
     let epoch = Instant::now();
     let r = room("log-privacy");
 
@@ -227,5 +229,38 @@ async fn nothing_personal_reaches_the_logs() {
         assert!(!contains(secret), "{what} stored in the database");
     }
     assert!(!contains(r.as_str()), "the room id is stored only hashed");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line() {
+    let data_dir = std::env::temp_dir().join(format!("aparte-json-{}", std::process::id()));
+    let server = start(&data_dir, &["--log-format", "json"]);
+    let r = room("json-logs");
+    let host = join(&server, &r, config(&r, "J", true, 100_000, Instant::now()))
+        .await
+        .unwrap();
+    host.connected(Duration::from_secs(10)).await.unwrap();
+    host.leave().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = server.logs.lock().unwrap().clone();
+    drop(server);
+    let events: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| !l.starts_with("Aparté is ready"))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(events.len() >= 3, "{logs}");
+    for e in &events {
+        assert!(e["timestamp"].is_string() && e["level"].is_string(), "{e}");
+        assert!(e["fields"]["message"].is_string(), "{e}");
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| e["fields"]["message"] == "signaling connection opened"
+                && e["fields"]["client"] == "-"),
+        "the client address is a field, and hidden"
+    );
     let _ = std::fs::remove_dir_all(&data_dir);
 }
