@@ -35,8 +35,13 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Largest opaque relay payload, in bytes.
 pub const MAX_RELAY_BYTES: usize = 16 * 1024;
 
-/// Most participants one room holds.
-pub const MAX_PARTICIPANTS_PER_ROOM: usize = 100;
+/// Most participants a server can be configured to hold in one room (a
+/// broadcast to hundreds; the MLS Welcome of this many members still fits
+/// in [`MAX_MESSAGE_BYTES`]).
+pub const MAX_PARTICIPANTS_PER_ROOM: usize = 500;
+
+/// Participants per room unless configured otherwise.
+pub const DEFAULT_PARTICIPANTS_PER_ROOM: usize = 100;
 
 /// Largest passcode, in bytes.
 pub const MAX_PASSCODE_BYTES: usize = 128;

@@ -68,7 +68,7 @@ pub struct Args {
     #[serde(default)]
     pub media_address: Vec<IpAddr>,
 
-    /// Most participants in one room. [default: 100]
+    /// Most participants in one room (1 to 500). [default: 100]
     #[arg(long, env = "APARTE_MAX_PARTICIPANTS")]
     pub max_participants: Option<usize>,
 
@@ -203,7 +203,7 @@ impl Default for Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             media_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10000)),
             media_addresses: Vec::new(),
-            max_participants: aparte_proto::MAX_PARTICIPANTS_PER_ROOM,
+            max_participants: aparte_proto::DEFAULT_PARTICIPANTS_PER_ROOM,
             max_tracks: aparte_proto::TrackSource::ALL.len(),
             max_lobby: 50,
             join_rate: 60,

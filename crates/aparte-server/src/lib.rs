@@ -26,6 +26,7 @@ pub mod passcode;
 pub mod privacy;
 pub mod storage;
 pub mod tls;
+pub mod udp;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -111,7 +112,8 @@ pub async fn start_with_tap(
     let storage = storage::Storage::new(&config.data_dir, config.retention_days);
     let persist = spawn_storage_writer(storage.clone());
     let (media_tx, media_rx) = mpsc::channel(1024);
-    let media_task = tokio::spawn(media::run(udp, sfu_config, tap, media_rx, persist));
+    let (media_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    media::spawn(udp.into_std()?, sfu_config, tap, media_rx, persist, stop_rx)?;
     let retention_task = tokio::spawn(purge_periodically(storage.clone()));
     let shared = Arc::new(http::Shared::new(config, media_tx, storage));
     let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
@@ -148,7 +150,7 @@ pub async fn start_with_tap(
         if let Err(e) = result {
             tracing::error!(%e, "http server failed");
         }
-        media_task.abort();
+        let _ = media_stop.send(());
         retention_task.abort();
     });
     Ok(ServerHandle {

@@ -9,12 +9,18 @@ use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg};
 use aparte_sfu::{
     Admission, JoinError, JoinRequest, Output, RoomUpdate, Sfu, SfuConfig, StoredRoom,
 };
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-/// Datagrams read in one go before the loop looks at anything else.
-const RECV_BATCH: usize = 64;
+use crate::udp;
+
+/// Batches read in one go before the loop looks at anything else.
+const RECV_ROUNDS: usize = 4;
+
+/// Datagrams kept waiting for a full socket buffer before they are shed.
+const MAX_QUEUED: usize = 16_384;
 
 /// A request from a signaling connection to the media loop.
 #[derive(Debug)]
@@ -62,8 +68,42 @@ pub enum ConnEvent {
 /// Where the media loop sends persistent rooms' settings to be stored.
 pub type PersistTx = std::sync::mpsc::Sender<(RoomId, Option<StoredRoom>)>;
 
+/// Starts the media loop on its own thread (with a single-threaded runtime:
+/// the loop is one task, and its batch buffers stay on that thread). It runs
+/// until `stop` fires or every command sender is gone.
+pub fn spawn(
+    udp: std::net::UdpSocket,
+    config: SfuConfig,
+    tap: Option<aparte_sfu::Tap>,
+    cmds: mpsc::Receiver<MediaCmd>,
+    persist: PersistTx,
+    stop: oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("aparte-media".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let udp = match UdpSocket::from_std(udp) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        tracing::error!(%e, "media socket unusable; media disabled");
+                        return;
+                    }
+                };
+                tokio::select! {
+                    () = run(udp, config, tap, cmds, persist) => {}
+                    _ = stop => {}
+                }
+            });
+        })?;
+    Ok(())
+}
+
 /// Runs the media loop until every command sender is gone.
-pub async fn run(
+async fn run(
     udp: UdpSocket,
     config: SfuConfig,
     tap: Option<aparte_sfu::Tap>,
@@ -85,28 +125,50 @@ pub async fn run(
         sfu.set_tap(tap);
     }
     let mut conns: HashMap<ParticipantId, mpsc::Sender<ConnEvent>> = HashMap::new();
-    let mut buf = vec![0u8; 2048];
+    let mut rx = udp::Receiver::default();
+    let mut tx = udp::Sender::default();
     info!(media = %local, "media loop started");
 
     loop {
-        flush(&mut sfu, &udp, &mut conns, &persist).await;
+        flush(&mut sfu, &mut tx, &mut conns, &persist);
+        write_out(&udp, &mut tx);
         let wake = sfu
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let blocked = tx.pending() > 0;
         tokio::select! {
-            r = udp.recv_from(&mut buf) => {
-                match r {
-                    Ok((n, source)) => sfu.handle_datagram(Instant::now(), source, local, &buf[..n]),
-                    Err(e) => warn!(%e, "udp receive failed"),
+            r = udp.readable() => {
+                if let Err(e) = r {
+                    warn!(%e, "udp socket failed");
+                    continue;
                 }
-                // Drain what else is queued before looking at timers.
-                for _ in 0..RECV_BATCH {
-                    match udp.try_recv_from(&mut buf) {
-                        Ok((n, source)) => {
-                            sfu.handle_datagram(Instant::now(), source, local, &buf[..n]);
+                // Drain what is queued, a batch per system call, before
+                // looking at timers; then go out to send what it produced.
+                for _ in 0..RECV_ROUNDS {
+                    match udp.try_io(Interest::READABLE, || rx.recv(&udp)) {
+                        Ok(n) => {
+                            let now = Instant::now();
+                            for i in 0..n {
+                                if let Some((source, data)) = rx.get(i) {
+                                    sfu.handle_datagram(now, source, local, data);
+                                }
+                            }
+                            if n < udp::BATCH {
+                                break;
+                            }
                         }
-                        Err(_) => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors surface here; they concern one peer.
+                            tracing::debug!(%e, "udp receive failed");
+                            break;
+                        }
                     }
+                }
+            }
+            r = udp.writable(), if blocked => {
+                if r.is_err() {
+                    continue;
                 }
             }
             cmd = cmds.recv() => {
@@ -117,6 +179,24 @@ pub async fn run(
                 sfu.handle_timeout(Instant::now());
             }
         }
+    }
+}
+
+/// Writes what is queued, as far as the socket takes it now.
+fn write_out(udp: &UdpSocket, tx: &mut udp::Sender) {
+    if tx.pending() == 0 {
+        return;
+    }
+    match udp.try_io(Interest::WRITABLE, || tx.flush(udp)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            if tx.pending() > MAX_QUEUED {
+                // The kernel is not draining: shed the backlog as a full
+                // network would, rather than grow.
+                tx.clear();
+            }
+        }
+        Err(e) => tracing::debug!(%e, "udp send failed"),
     }
 }
 
@@ -150,10 +230,10 @@ fn handle_cmd(
     }
 }
 
-/// Carries out everything the SFU asked for.
-async fn flush(
+/// Carries out everything the SFU asked for; datagrams go to `tx`.
+fn flush(
     sfu: &mut Sfu,
-    udp: &UdpSocket,
+    tx: &mut udp::Sender,
     conns: &mut HashMap<ParticipantId, mpsc::Sender<ConnEvent>>,
     persist: &PersistTx,
 ) {
@@ -165,11 +245,7 @@ async fn flush(
                     destination,
                     contents,
                     ..
-                } => {
-                    if let Err(e) = udp.send_to(&contents, destination).await {
-                        tracing::debug!(%e, "udp send failed");
-                    }
-                }
+                } => tx.push(destination, contents),
                 Output::Signal { to, msg } => {
                     if let Some(conn) = conns.get(&to) {
                         if conn.try_send(ConnEvent::Msg(msg)).is_err() {

@@ -97,7 +97,7 @@ impl SfuConfig {
     pub fn new(candidate: SocketAddr) -> Self {
         SfuConfig {
             candidates: vec![candidate],
-            max_participants_per_room: aparte_proto::MAX_PARTICIPANTS_PER_ROOM,
+            max_participants_per_room: aparte_proto::DEFAULT_PARTICIPANTS_PER_ROOM,
             keyframe_throttle: Duration::from_millis(500),
             max_tracks_per_participant: TrackSource::ALL.len(),
             max_lobby: 50,

@@ -1,0 +1,555 @@
+//! The load scenarios of `bench/run`: fan-out (stepped to the limit), meeting,
+//! audio room, join storm and idle memory on Aparté, and the fan-out on the
+//! raw UDP relay at the same sizes, printed as one table.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use aparte_bot::{Bot, BotConfig, BotReport};
+use aparte_proto::{ParticipantId, RoomId, TrackSource};
+
+use crate::procs::{Proc, Relay, Server};
+use crate::relay::RelayRun;
+use crate::{Common, LOOPBACK, commit, date, machine, new_room, record};
+
+/// A step fails beyond this frame loss, percent.
+const MAX_LOSS_PCT: f64 = 1.0;
+/// A step fails beyond this p99 latency, ms.
+const MAX_P99_MS: f64 = 50.0;
+/// Warm-up after everyone is connected, before measuring.
+const WARM_UP: Duration = Duration::from_secs(3);
+
+#[derive(Debug, clap::Args)]
+pub struct SuiteArgs {
+    /// Receiver counts the fan-out steps through until a step fails.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "25,50,100,150,200,250,300,400"
+    )]
+    steps: Vec<usize>,
+    /// Seconds measured per step.
+    #[arg(long, default_value_t = 8)]
+    seconds: u64,
+    /// Fan-out publisher's video bitrate, bits per second.
+    #[arg(long, default_value_t = 1_500_000)]
+    video_bps: u32,
+    /// Meeting sizes (everyone publishes 500 kbps video + audio).
+    #[arg(long, value_delimiter = ',', default_value = "10,20")]
+    meeting: Vec<usize>,
+    /// Audio room: speakers.
+    #[arg(long, default_value_t = 10)]
+    speakers: usize,
+    /// Audio room: listeners.
+    #[arg(long, default_value_t = 50)]
+    listeners: usize,
+    /// Join storm: bots joining within one second.
+    #[arg(long, default_value_t = 50)]
+    storm: usize,
+    /// Idle participants for the memory figure.
+    #[arg(long, default_value_t = 50)]
+    idle: usize,
+    /// Scenarios to run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fanout,meeting,audio,storm,idle"
+    )]
+    only: Vec<String>,
+    #[command(flatten)]
+    out: Common,
+}
+
+/// One measured window.
+#[derive(Debug, Clone)]
+struct Row {
+    scenario: String,
+    system: &'static str,
+    participants: String,
+    packets_per_s: f64,
+    loss_pct: f64,
+    user_us: f64,
+    sys_us: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_mb: f64,
+}
+
+impl Row {
+    fn passes(&self) -> bool {
+        self.loss_pct <= MAX_LOSS_PCT && self.p99_ms <= MAX_P99_MS
+    }
+}
+
+pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
+    let on = |s: &str| args.only.iter().any(|o| o == s);
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+
+    if on("fanout") {
+        let (steps, max_n) = fanout_steps(&args).await?;
+        rows.extend(steps);
+        let half = (max_n / 2).max(1);
+        notes.push(format!(
+            "Fan-out max N (loss ≤ {MAX_LOSS_PCT}% and p99 ≤ {MAX_P99_MS} ms): **Aparté {max_n}**."
+        ));
+        let ours = fanout_once(&args, half, "fan-out, half load").await?;
+        let raw = relay_fanout(&args, half).await?;
+        let raw_max = relay_fanout(&args, max_n.max(1)).await?;
+        let cpu = |r: &Row| r.user_us + r.sys_us;
+        notes.push(format!(
+            "At half load ({half} receivers): CPU per forwarded packet Aparté {:.1} µs / raw relay {:.1} µs = **{:.1}×**; \
+             p99 latency Aparté {:.1} ms / raw relay {:.1} ms = **{:.1}×**.",
+            cpu(&ours),
+            cpu(&raw),
+            cpu(&ours) / cpu(&raw),
+            ours.p99_ms,
+            raw.p99_ms,
+            ours.p99_ms / raw.p99_ms
+        ));
+        rows.extend([ours, raw, raw_max]);
+    }
+    if on("meeting") {
+        for &n in &args.meeting {
+            rows.push(meeting(&args, n).await?);
+        }
+    }
+    if on("audio") {
+        rows.push(audio_room(&args).await?);
+    }
+    if on("storm") {
+        notes.push(join_storm(&args).await?);
+    }
+    if on("idle") {
+        notes.push(idle_memory(&args).await?);
+    }
+    let table = render(&args, &rows, &notes);
+    println!("\n{table}");
+    record(args.out.record.as_ref(), &table)
+}
+
+/// Bots of one room on a fresh server.
+struct Room {
+    server: Server,
+    room: RoomId,
+    epoch: Instant,
+    link: aparte_e2ee::LinkSecret,
+    bots: Vec<Bot>,
+}
+
+impl Room {
+    /// A fresh server with its host bot in, configured by `host`.
+    async fn open(
+        bin: &PathBuf,
+        host: impl FnOnce(Instant, aparte_e2ee::LinkSecret) -> BotConfig,
+    ) -> anyhow::Result<Room> {
+        let server = Server::start(bin)?;
+        let epoch = Instant::now();
+        let link = aparte_e2ee::LinkSecret::from_bytes(rand::random());
+        let (room, key) = new_room();
+        let config = host(epoch, link.clone()).hosting(key);
+        let bot = Bot::join(&server.ws_url, room.clone(), LOOPBACK, config).await?;
+        bot.connected(Duration::from_secs(30)).await?;
+        Ok(Room {
+            server,
+            room,
+            epoch,
+            link,
+            bots: vec![bot],
+        })
+    }
+
+    /// Adds bots, ten joins at a time, and waits until all are connected.
+    async fn add(
+        &mut self,
+        n: usize,
+        config: impl Fn(Instant, aparte_e2ee::LinkSecret) -> BotConfig,
+    ) -> anyhow::Result<()> {
+        let mut added = Vec::with_capacity(n);
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(10);
+            left -= k;
+            let joins = (0..k).map(|_| {
+                Bot::join(
+                    &self.server.ws_url,
+                    self.room.clone(),
+                    LOOPBACK,
+                    config(self.epoch, self.link.clone()),
+                )
+            });
+            for b in futures_util::future::join_all(joins).await {
+                added.push(b?);
+            }
+        }
+        for b in &added {
+            b.connected(Duration::from_secs(60)).await?;
+        }
+        self.bots.extend(added);
+        Ok(())
+    }
+
+    /// Waits for the group to settle, then measures a window.
+    async fn measure(&self, seconds: u64, latency_source: TrackSource) -> anyhow::Result<Measured> {
+        tokio::time::sleep(WARM_UP).await;
+        measure(&self.server.proc, &self.bots, seconds, latency_source).await
+    }
+
+    fn close(self) {
+        for b in self.bots {
+            b.kill();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Measured {
+    packets_per_s: f64,
+    loss_pct: f64,
+    user_us: f64,
+    sys_us: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rss_mb: f64,
+}
+
+impl Measured {
+    fn row(self, scenario: &str, system: &'static str, participants: String) -> Row {
+        Row {
+            scenario: scenario.to_owned(),
+            system,
+            participants,
+            packets_per_s: self.packets_per_s,
+            loss_pct: self.loss_pct,
+            user_us: self.user_us,
+            sys_us: self.sys_us,
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+            rss_mb: self.rss_mb,
+        }
+    }
+}
+
+async fn reports(bots: &[Bot]) -> anyhow::Result<Vec<BotReport>> {
+    futures_util::future::join_all(bots.iter().map(Bot::report))
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// One window over every bot of a room: datagrams the bots received from the
+/// server, frames delivered against frames published (each receiver should
+/// get every frame of every other publisher), latency of `latency_source`
+/// frames, and the server's CPU time per datagram.
+async fn measure(
+    server: &Proc,
+    bots: &[Bot],
+    seconds: u64,
+    latency_source: TrackSource,
+) -> anyhow::Result<Measured> {
+    let before = reports(bots).await?;
+    let u0 = server.usage()?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let after = reports(bots).await?;
+    let u1 = server.usage()?;
+    let elapsed = t0.elapsed().as_secs_f64();
+
+    let ids: Vec<ParticipantId> = bots.iter().map(Bot::id).collect();
+    let sent: Vec<u64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.sent_frames - b.sent_frames)
+        .collect();
+    let (mut packets, mut expected, mut delivered) = (0u64, 0u64, 0u64);
+    let mut latencies: Vec<u32> = Vec::new();
+    for (r, (b, a)) in before.iter().zip(&after).enumerate() {
+        packets += a.datagrams_in - b.datagrams_in;
+        for (p, &pid) in ids.iter().enumerate() {
+            if p == r || sent[p] == 0 {
+                continue;
+            }
+            expected += sent[p];
+            for source in [TrackSource::Camera, TrackSource::Mic] {
+                let Some(sa) = a.stream(pid, source) else {
+                    continue;
+                };
+                let sb = b.stream(pid, source);
+                delivered += sa.frames - sb.map_or(0, |s| s.frames);
+                if source == latency_source {
+                    let from = sb.map_or(0, |s| s.latency_us.len());
+                    latencies.extend_from_slice(&sa.latency_us[from..]);
+                }
+            }
+        }
+    }
+    latencies.sort_unstable();
+    let packets_f = packets.max(1) as f64;
+    Ok(Measured {
+        packets_per_s: packets as f64 / elapsed,
+        loss_pct: loss_pct(expected, delivered),
+        user_us: (u1.user_s - u0.user_s) * 1e6 / packets_f,
+        sys_us: (u1.sys_s - u0.sys_s) * 1e6 / packets_f,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        rss_mb: u1.rss_mb,
+    })
+}
+
+fn loss_pct(expected: u64, delivered: u64) -> f64 {
+    if expected == 0 {
+        return 100.0;
+    }
+    (100.0 * (1.0 - delivered as f64 / expected as f64)).max(0.0)
+}
+
+/// `p`-th percentile of sorted µs samples, in ms (NaN when there are none).
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    f64::from(sorted[i]) / 1000.0
+}
+
+fn publisher(video_bps: u32) -> impl Fn(Instant, aparte_e2ee::LinkSecret) -> BotConfig {
+    move |epoch, link| BotConfig::new(video_bps, epoch, link)
+}
+
+/// Fan-out on one server: receivers are added step by step to the same room
+/// until a step fails. Returns the rows and the largest passing N.
+async fn fanout_steps(args: &SuiteArgs) -> anyhow::Result<(Vec<Row>, usize)> {
+    let mut room = Room::open(&args.out.server, publisher(args.video_bps)).await?;
+    let mut rows = Vec::new();
+    let mut max_n = 0;
+    for &n in &args.steps {
+        let have = room.bots.len() - 1;
+        if n > have {
+            if let Err(e) = room.add(n - have, BotConfig::receive_only).await {
+                eprintln!("fan-out: joining {n} receivers failed: {e:#}");
+                break;
+            }
+        }
+        let row = room.measure(args.seconds, TrackSource::Camera).await?.row(
+            "fan-out",
+            "Aparté",
+            n.to_string(),
+        );
+        eprintln!("{row:?}");
+        let pass = row.passes();
+        rows.push(row);
+        if !pass {
+            break;
+        }
+        max_n = n;
+    }
+    room.close();
+    Ok((rows, max_n))
+}
+
+/// One fan-out size on a fresh server.
+async fn fanout_once(args: &SuiteArgs, n: usize, label: &str) -> anyhow::Result<Row> {
+    let mut room = Room::open(&args.out.server, publisher(args.video_bps)).await?;
+    room.add(n, BotConfig::receive_only).await?;
+    let row =
+        room.measure(args.seconds, TrackSource::Camera)
+            .await?
+            .row(label, "Aparté", n.to_string());
+    eprintln!("{row:?}");
+    room.close();
+    Ok(row)
+}
+
+/// The same fan-out through the raw relay.
+async fn relay_fanout(args: &SuiteArgs, n: usize) -> anyhow::Result<Row> {
+    let relay = Relay::start()?;
+    let epoch = Instant::now();
+    let run = RelayRun::start(relay.addr, n, args.video_bps, epoch).await?;
+    tokio::time::sleep(WARM_UP).await;
+    let (before, sent0) = run.snapshot().await;
+    let u0 = relay.proc.usage()?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let (after, sent1) = run.snapshot().await;
+    let u1 = relay.proc.usage()?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    run.stop();
+    let (mut packets, mut delivered) = (0u64, 0u64);
+    let mut latencies = Vec::new();
+    for (b, a) in before.iter().zip(&after) {
+        packets += a.packets - b.packets;
+        delivered += a.frames - b.frames;
+        latencies.extend_from_slice(&a.latency_us[b.latency_us.len()..]);
+    }
+    latencies.sort_unstable();
+    let packets_f = packets.max(1) as f64;
+    let row = Row {
+        scenario: "fan-out".into(),
+        system: "raw relay",
+        participants: n.to_string(),
+        packets_per_s: packets as f64 / elapsed,
+        loss_pct: loss_pct((sent1 - sent0) * n as u64, delivered),
+        user_us: (u1.user_s - u0.user_s) * 1e6 / packets_f,
+        sys_us: (u1.sys_s - u0.sys_s) * 1e6 / packets_f,
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        rss_mb: u1.rss_mb,
+    };
+    eprintln!("{row:?}");
+    Ok(row)
+}
+
+/// N×N: everyone publishes 500 kbps video and audio and receives everyone.
+async fn meeting(args: &SuiteArgs, n: usize) -> anyhow::Result<Row> {
+    let mut room = Room::open(&args.out.server, publisher(500_000)).await?;
+    room.add(n - 1, publisher(500_000)).await?;
+    let row = room.measure(args.seconds, TrackSource::Camera).await?.row(
+        "meeting 500 kbps",
+        "Aparté",
+        format!("{n}×{n}"),
+    );
+    eprintln!("{row:?}");
+    room.close();
+    Ok(row)
+}
+
+/// Speakers publish audio only; listeners receive.
+async fn audio_room(args: &SuiteArgs) -> anyhow::Result<Row> {
+    let speaker = |epoch, link| BotConfig {
+        video_bps: 0,
+        ..BotConfig::new(0, epoch, link)
+    };
+    let mut room = Room::open(&args.out.server, speaker).await?;
+    room.add(args.speakers - 1, speaker).await?;
+    room.add(args.listeners, BotConfig::receive_only).await?;
+    let row = room.measure(args.seconds, TrackSource::Mic).await?.row(
+        "audio room",
+        "Aparté",
+        format!("{} → {}", args.speakers, args.listeners),
+    );
+    eprintln!("{row:?}");
+    room.close();
+    Ok(row)
+}
+
+/// `storm` bots join within one second a room where one bot publishes; each
+/// is timed from its join call to its first decrypted frame of the publisher.
+async fn join_storm(args: &SuiteArgs) -> anyhow::Result<String> {
+    let room = Room::open(&args.out.server, publisher(args.video_bps)).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let host = room.bots[0].id();
+    let spacing = Duration::from_secs(1) / args.storm.max(1) as u32;
+    let tasks: Vec<_> = (0..args.storm)
+        .map(|i| {
+            let (url, id, epoch, link) = (
+                room.server.ws_url.clone(),
+                room.room.clone(),
+                room.epoch,
+                room.link.clone(),
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(spacing * i as u32).await;
+                let t0 = Instant::now();
+                let bot =
+                    Bot::join(&url, id, LOOPBACK, BotConfig::receive_only(epoch, link)).await?;
+                let deadline = t0 + Duration::from_secs(20);
+                loop {
+                    let rep = bot.report().await?;
+                    if rep
+                        .stream(host, TrackSource::Camera)
+                        .is_some_and(|s| s.first_us.is_some())
+                    {
+                        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                        return Ok::<_, anyhow::Error>((ms, bot));
+                    }
+                    anyhow::ensure!(Instant::now() < deadline, "no frame within 20 s");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut failures = Vec::new();
+    let mut bots = Vec::new();
+    for t in tasks {
+        match t.await.context("storm task")? {
+            Ok((ms, bot)) => {
+                times.push((ms * 1000.0) as u32);
+                bots.push(bot);
+            }
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    times.sort_unstable();
+    for b in bots {
+        b.kill();
+    }
+    room.close();
+    if let Some(f) = failures.first() {
+        eprintln!("join storm: first failure: {f}");
+    }
+    Ok(format!(
+        "Join storm: {} bots joining within 1 s a room with one 1.5 Mbps publisher (Aparté): time from join call to \
+         first decrypted frame p50 **{:.0} ms**, p95 **{:.0} ms**; failures {}.",
+        args.storm,
+        percentile(&times, 0.50),
+        percentile(&times, 0.95),
+        failures.len()
+    ))
+}
+
+/// Server memory per connected participant that sends and receives no media.
+async fn idle_memory(args: &SuiteArgs) -> anyhow::Result<String> {
+    let mut room = Room::open(&args.out.server, BotConfig::receive_only).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r0 = room.server.proc.usage()?.rss_mb;
+    room.add(args.idle, BotConfig::receive_only).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r1 = room.server.proc.usage()?.rss_mb;
+    room.close();
+    Ok(format!(
+        "Memory per idle participant (Aparté, {} connected, in the MLS group, no media): **{:.0} KB** of server RSS \
+         ({:.0} MB → {:.0} MB).",
+        args.idle,
+        (r1 - r0) * 1000.0 / args.idle as f64,
+        r0,
+        r1
+    ))
+}
+
+fn render(args: &SuiteArgs, rows: &[Row], notes: &[String]) -> String {
+    let mut s = format!(
+        "### Benchmark suite, {}, commit {}\n\nMachine: {}. `bench/run` (`aparte-bench all --seconds {}`). Bots and \
+         relay clients share the bench process; the system under test runs in its own process. Loss is frames \
+         delivered against frames published; latency is a frame's send stamp to its arrival at the receiving bot \
+         (both bot stacks included); CPU is the server's (or relay's) over the window per datagram the receivers \
+         got.\n\n\
+         | scenario | system | participants | forwarded pkt/s | loss | user µs/pkt | sys µs/pkt | p50 | p99 | RSS |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        date(),
+        commit(),
+        machine(),
+        args.seconds
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {:.0} MB |\n",
+            r.scenario,
+            r.system,
+            r.participants,
+            r.packets_per_s,
+            r.loss_pct,
+            r.user_us,
+            r.sys_us,
+            r.p50_ms,
+            r.p99_ms,
+            r.rss_mb
+        ));
+    }
+    s.push('\n');
+    for n in notes {
+        s.push_str(&format!("- {n}\n"));
+    }
+    s
+}
