@@ -285,16 +285,52 @@ async fn measure(
         }
     }
     latencies.sort_unstable();
+    let loss = loss_pct(expected, delivered);
+    if loss > MAX_LOSS_PCT {
+        diagnose(&after);
+    }
     let packets_f = packets.max(1) as f64;
     Ok(Measured {
         packets_per_s: packets as f64 / elapsed,
-        loss_pct: loss_pct(expected, delivered),
+        loss_pct: loss,
         user_us: (u1.user_s - u0.user_s) * 1e6 / packets_f,
         sys_us: (u1.sys_s - u0.sys_s) * 1e6 / packets_f,
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         rss_mb: u1.rss_mb,
     })
+}
+
+/// Says where frames went missing: epochs, undecryptable frames, refusals.
+fn diagnose(reports: &[BotReport]) {
+    let mut epochs = std::collections::BTreeMap::<Option<u64>, usize>::new();
+    for r in reports {
+        *epochs.entry(r.e2ee.epoch).or_default() += 1;
+    }
+    let undecryptable: u64 = reports
+        .iter()
+        .flat_map(|r| &r.streams)
+        .map(|s| s.undecryptable)
+        .sum();
+    let mut codes = std::collections::BTreeMap::<(Option<u64>, String), usize>::new();
+    for r in reports {
+        let code = r.e2ee.security_code.clone().unwrap_or_default();
+        *codes
+            .entry((r.e2ee.epoch, code[..code.len().min(5)].to_owned()))
+            .or_default() += 1;
+    }
+    let not_sent: u64 = reports.iter().map(|r| r.e2ee.frames_not_sent).sum();
+    let refusals: Vec<&String> = reports
+        .iter()
+        .flat_map(|r| &r.e2ee.refusals)
+        .take(3)
+        .collect();
+    eprintln!(
+        "loss: bots per epoch {epochs:?}; undecryptable frames {undecryptable}; frames not sent {not_sent}; \
+         security codes (epoch, first digits) {codes:?}; first refusals {refusals:?}; first bot {:?} epoch {:?}",
+        reports.first().and_then(|r| r.id),
+        reports.first().and_then(|r| r.e2ee.epoch)
+    );
 }
 
 fn loss_pct(expected: u64, delivered: u64) -> f64 {

@@ -92,6 +92,9 @@ pub struct SfuConfig {
     pub max_lobby: usize,
 }
 
+/// Outgoing video packets kept per receiver for resends (see `Sfu::admit`).
+const SEND_BUFFER_VIDEO: usize = 400;
+
 impl SfuConfig {
     /// Defaults for a media socket reachable at `candidate`.
     pub fn new(candidate: SocketAddr) -> Self {
@@ -342,6 +345,11 @@ impl Sfu {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            // Outgoing video packets kept for NACK resends, per receiver.
+            // str0m's default (1000) holds ~6 s of 1.5 Mbps video, ~1.2 MB
+            // per receiver; 400 still holds a whole large keyframe and far
+            // more than a resend can usefully reach back.
+            .set_send_buffer_video(SEND_BUFFER_VIDEO)
             .build(now);
         for &addr in &self.config.candidates {
             match Candidate::host(addr, "udp") {
