@@ -1,7 +1,7 @@
 //! E2EE timings: join to first decrypted frame, SFrame cost per frame, and
 //! a removed member's exposure.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -48,7 +48,7 @@ pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
     record(args.out.record.as_ref(), &t)
 }
 
-async fn join_once(bin: &PathBuf, n: usize) -> anyhow::Result<(f64, f64, f64)> {
+async fn join_once(bin: &Path, n: usize) -> anyhow::Result<(f64, f64, f64)> {
     let server = Server::start(bin)?;
     let epoch = Instant::now();
     let link = aparte_e2ee::LinkSecret::from_bytes([4; 16]);

@@ -2,7 +2,7 @@
 //! audio room, join storm and idle memory on Aparté, and the fan-out on the
 //! raw UDP relay at the same sizes, printed as one table.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -61,24 +61,18 @@ pub struct SuiteArgs {
     out: Common,
 }
 
-/// One measured window.
+/// One measured window, labelled.
 #[derive(Debug, Clone)]
 struct Row {
     scenario: String,
     system: &'static str,
     participants: String,
-    packets_per_s: f64,
-    loss_pct: f64,
-    user_us: f64,
-    sys_us: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    rss_mb: f64,
+    m: Measured,
 }
 
 impl Row {
     fn passes(&self) -> bool {
-        self.loss_pct <= MAX_LOSS_PCT && self.p99_ms <= MAX_P99_MS
+        self.m.loss_pct <= MAX_LOSS_PCT && self.m.p99_ms <= MAX_P99_MS
     }
 }
 
@@ -97,16 +91,16 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         let ours = fanout_once(&args, half, "fan-out, half load").await?;
         let raw = relay_fanout(&args, half).await?;
         let raw_max = relay_fanout(&args, max_n.max(1)).await?;
-        let cpu = |r: &Row| r.user_us + r.sys_us;
+        let cpu = |r: &Row| r.m.user_us + r.m.sys_us;
         notes.push(format!(
             "At half load ({half} receivers): CPU per forwarded packet Aparté {:.1} µs / raw relay {:.1} µs = **{:.1}×**; \
              p99 latency Aparté {:.1} ms / raw relay {:.1} ms = **{:.1}×**.",
             cpu(&ours),
             cpu(&raw),
             cpu(&ours) / cpu(&raw),
-            ours.p99_ms,
-            raw.p99_ms,
-            ours.p99_ms / raw.p99_ms
+            ours.m.p99_ms,
+            raw.m.p99_ms,
+            ours.m.p99_ms / raw.m.p99_ms
         ));
         rows.extend([ours, raw, raw_max]);
     }
@@ -141,7 +135,7 @@ struct Room {
 impl Room {
     /// A fresh server with its host bot in, configured by `host`.
     async fn open(
-        bin: &PathBuf,
+        bin: &Path,
         host: impl FnOnce(Instant, aparte_e2ee::LinkSecret) -> BotConfig,
     ) -> anyhow::Result<Room> {
         let server = Server::start(bin)?;
@@ -203,7 +197,8 @@ impl Room {
     }
 }
 
-#[derive(Debug)]
+/// What one window measured.
+#[derive(Debug, Clone)]
 struct Measured {
     packets_per_s: f64,
     loss_pct: f64,
@@ -220,13 +215,7 @@ impl Measured {
             scenario: scenario.to_owned(),
             system,
             participants,
-            packets_per_s: self.packets_per_s,
-            loss_pct: self.loss_pct,
-            user_us: self.user_us,
-            sys_us: self.sys_us,
-            p50_ms: self.p50_ms,
-            p99_ms: self.p99_ms,
-            rss_mb: self.rss_mb,
+            m: self,
         }
     }
 }
@@ -420,10 +409,7 @@ async fn relay_fanout(args: &SuiteArgs, n: usize) -> anyhow::Result<Row> {
     }
     latencies.sort_unstable();
     let packets_f = packets.max(1) as f64;
-    let row = Row {
-        scenario: "fan-out".into(),
-        system: "raw relay",
-        participants: n.to_string(),
+    let row = Measured {
         packets_per_s: packets as f64 / elapsed,
         loss_pct: loss_pct((sent1 - sent0) * n as u64, delivered),
         user_us: (u1.user_s - u0.user_s) * 1e6 / packets_f,
@@ -431,7 +417,8 @@ async fn relay_fanout(args: &SuiteArgs, n: usize) -> anyhow::Result<Row> {
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         rss_mb: u1.rss_mb,
-    };
+    }
+    .row("fan-out", "raw relay", n.to_string());
     eprintln!("{row:?}");
     Ok(row)
 }
@@ -574,13 +561,13 @@ fn render(args: &SuiteArgs, rows: &[Row], notes: &[String]) -> String {
             r.scenario,
             r.system,
             r.participants,
-            r.packets_per_s,
-            r.loss_pct,
-            r.user_us,
-            r.sys_us,
-            r.p50_ms,
-            r.p99_ms,
-            r.rss_mb
+            r.m.packets_per_s,
+            r.m.loss_pct,
+            r.m.user_us,
+            r.m.sys_us,
+            r.m.p50_ms,
+            r.m.p99_ms,
+            r.m.rss_mb
         ));
     }
     s.push('\n');
