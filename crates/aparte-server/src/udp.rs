@@ -160,8 +160,10 @@ impl Sender {
             match result {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(e),
-                Err(e) if e.raw_os_error() == Some(nix::libc::EIO) && run > 1 => {
-                    // The device cannot segment: never try GSO again.
+                Err(_) if run > 1 && self.gso.is_none() => {
+                    // The first GSO message was refused (an old kernel, or a
+                    // device that cannot segment): never try GSO again, and
+                    // send the same datagrams one by one.
                     self.gso = Some(false);
                 }
                 Err(_) => {
