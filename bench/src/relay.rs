@@ -41,12 +41,8 @@ pub fn serve() -> anyhow::Result<()> {
             tokio::select! {
                 r = sock.readable() => {
                     r?;
-                    loop {
-                        let n = match sock.try_io(Interest::READABLE, || rx.recv(&sock)) {
-                            Ok(n) => n,
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(_) => break,
-                        };
+                    // Until nothing more is queued (or an ICMP error): then wait again.
+                    while let Ok(n) = sock.try_io(Interest::READABLE, || rx.recv(&sock)) {
                         for i in 0..n {
                             let Some((from, data)) = rx.get(i) else { continue };
                             match data.first() {

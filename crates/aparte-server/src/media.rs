@@ -193,7 +193,11 @@ fn write_out(udp: &UdpSocket, tx: &mut udp::Sender) {
             if tx.pending() > MAX_QUEUED {
                 // The kernel is not draining: shed the backlog as a full
                 // network would, rather than grow.
-                tx.clear();
+                let shed = tx.clear();
+                warn!(
+                    datagrams = shed,
+                    "media socket not draining; backlog dropped"
+                );
             }
         }
         Err(e) => tracing::debug!(%e, "udp send failed"),

@@ -115,14 +115,12 @@ pub struct Sender {
     addrs: Vec<Option<SockaddrStorage>>,
     /// Whether the kernel took a GSO message; cleared on the first refusal.
     gso: Option<bool>,
-    /// Datagrams the kernel refused (not counting would-block), for stats.
-    pub dropped: u64,
 }
 
 impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sender")
-            .field("queued", &(self.queue.len() - self.sent))
+            .field("queued", &self.pending())
             .field("gso", &self.gso)
             .finish_non_exhaustive()
     }
@@ -134,11 +132,12 @@ impl Sender {
         self.queue.push((destination, contents));
     }
 
-    /// Forgets everything queued (counted as dropped).
-    pub fn clear(&mut self) {
-        self.dropped += self.pending() as u64;
+    /// Forgets everything queued; returns how many datagrams were shed.
+    pub fn clear(&mut self) -> usize {
+        let shed = self.pending();
         self.queue.clear();
         self.sent = 0;
+        shed
     }
 
     /// Datagrams queued and not yet written.
@@ -169,7 +168,6 @@ impl Sender {
                 Err(_) => {
                     // The first datagram of the batch was refused (e.g. no
                     // route); drop it and go on with the others.
-                    self.dropped += 1;
                     self.sent += 1;
                 }
             }
