@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aparte_e2ee::{LinkSecret, MediaKind, Session, SessionEvent, SessionOut, b64};
+use aparte_e2ee::{LinkSecret, MediaKeys, MediaKind, Session, SessionEvent, SessionOut, b64};
 use aparte_proto::{
     ClientMsg, ErrorCode, ParticipantId, Role, RoomId, ServerMsg, Token, TrackSource,
 };
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::{CryptoProvider, from_feature_flags};
-use str0m::media::{KeyframeRequestKind, MediaData, MediaTime, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaTime, Mid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -51,6 +51,10 @@ pub struct BotConfig {
     pub open_room: bool,
     /// As host or moderator: admit everyone who waits in the lobby.
     pub admit_all: bool,
+    /// Seal and open frames with keys from this fixed secret instead of an
+    /// MLS group: for benchmarks of SFUs that have no delivery service (the
+    /// per-frame work stays the same). Aparté meetings never use it.
+    pub fixed_media_key: Option<[u8; 16]>,
 }
 
 impl BotConfig {
@@ -72,6 +76,7 @@ impl BotConfig {
             passcode: None,
             open_room: false,
             admit_all: false,
+            fixed_media_key: None,
         }
     }
 
@@ -124,6 +129,25 @@ pub enum BotError {
     E2ee(String),
 }
 
+/// The mids this bot publishes its camera and microphone on.
+#[derive(Debug, Clone, Copy)]
+struct PublishMids {
+    camera: Option<Mid>,
+    mic: Option<Mid>,
+}
+
+/// The keys frames are sealed and opened with: the MLS session's, or fixed
+/// benchmark keys when there is no session.
+fn media_keys<'a>(
+    session: &'a mut Option<Session>,
+    fixed: &'a mut Option<MediaKeys>,
+) -> Option<&'a mut MediaKeys> {
+    match session {
+        Some(s) => Some(s.media()),
+        None => fixed.as_mut(),
+    }
+}
+
 /// A frame generator for one published source.
 #[derive(Debug)]
 struct Publisher {
@@ -162,6 +186,10 @@ pub struct BotCore {
     crypto: Arc<CryptoProvider>,
     /// The E2EE session, from the server's welcome on.
     session: Option<Session>,
+    /// Media keys from [`BotConfig::fixed_media_key`], used when there is no session.
+    fixed_media: Option<MediaKeys>,
+    /// An offer this bot made (external signaling) and its publishing mids.
+    pending_offer: Option<(SdpPendingOffer, PublishMids)>,
     e2ee: crate::report::E2eeReport,
     room: Option<RoomId>,
     control: crate::report::ControlReport,
@@ -181,7 +209,12 @@ impl BotCore {
     /// [`BotCore::join_msg`].
     pub fn new(now: Instant, local: SocketAddr, config: BotConfig) -> Self {
         let crypto = Arc::new(from_feature_flags());
+        let fixed_media = config
+            .fixed_media_key
+            .and_then(|k| MediaKeys::fixed_for_benchmarks(&k).ok());
         BotCore {
+            fixed_media,
+            pending_offer: None,
             rtc: Self::new_rtc(now, local, &crypto),
             config,
             local,
@@ -361,10 +394,10 @@ impl BotCore {
                     s.commit(ms, from.0, &c);
                 }
             }
-            ServerMsg::MlsCommitResult { accepted, .. } => {
+            ServerMsg::MlsCommitResult { epoch, accepted } => {
                 let ms = self.ms(now);
                 if let Some(s) = &mut self.session {
-                    s.commit_result(ms, accepted);
+                    s.commit_result(ms, epoch, accepted);
                 }
             }
             ServerMsg::MlsWelcome { data } => {
@@ -393,24 +426,17 @@ impl BotCore {
                 publish,
                 tracks,
             } => {
-                let offer =
-                    SdpOffer::from_sdp_string(&sdp).map_err(|e| BotError::Offer(e.to_string()))?;
-                let answer = self
-                    .rtc
-                    .sdp_api()
-                    .accept_offer(offer)
-                    .map_err(|e| BotError::Offer(e.to_string()))?;
-                self.tracks.clear();
-                for t in tracks {
-                    let mid: Mid = t.mid.as_str().into();
-                    self.tracks.insert(mid, (t.peer, t.source));
-                }
+                let answer =
+                    self.answer(&sdp, tracks.into_iter().map(|t| (t.mid, t.peer, t.source)))?;
                 if self.publishers.is_empty() {
-                    self.start_publishing(now, &publish);
+                    let mids = PublishMids {
+                        camera: Some(publish.camera.as_str().into()),
+                        mic: Some(publish.mic.as_str().into()),
+                    };
+                    self.start_publishing(now, &mids);
                 }
-                self.out.push_back(BotOutput::Signal(ClientMsg::Answer {
-                    sdp: answer.to_sdp_string(),
-                }));
+                self.out
+                    .push_back(BotOutput::Signal(ClientMsg::Answer { sdp: answer }));
             }
             ServerMsg::Relay { .. } => {}
             ServerMsg::Error { code, message } => {
@@ -596,13 +622,100 @@ impl BotCore {
         self.out.push_back(BotOutput::Signal(msg));
     }
 
-    fn start_publishing(&mut self, now: Instant, publish: &aparte_proto::PublishSlots) {
+    /// Answers an offer whose m-lines `tracks` carry (mid, publisher, source).
+    fn answer(
+        &mut self,
+        sdp: &str,
+        tracks: impl IntoIterator<Item = (impl AsRef<str>, ParticipantId, TrackSource)>,
+    ) -> Result<String, BotError> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| BotError::Offer(e.to_string()))?;
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| BotError::Offer(e.to_string()))?;
+        self.tracks.clear();
+        for (mid, peer, source) in tracks {
+            self.tracks.insert(mid.as_ref().into(), (peer, source));
+        }
+        Ok(answer.to_sdp_string())
+    }
+
+    /// For SFUs with their own signaling (the benchmark's Janus adapter): the
+    /// id this bot's frames carry, which receivers check against the
+    /// publisher they were told about.
+    pub fn set_id(&mut self, id: ParticipantId) {
+        self.me = Some(id);
+    }
+
+    /// For SFUs with their own signaling that want the publisher's offer: an
+    /// offer to send camera and microphone (as configured).
+    pub fn publish_offer(&mut self) -> Result<String, BotError> {
         let c = &self.config;
-        if c.video_bps > 0 && c.fps > 0 {
+        let video = c.video_bps > 0 && c.fps > 0;
+        let audio = c.audio;
+        let mut api = self.rtc.sdp_api();
+        let mic = audio.then(|| {
+            api.add_media(
+                str0m::media::MediaKind::Audio,
+                Direction::SendOnly,
+                None,
+                None,
+                None,
+            )
+        });
+        let camera = video.then(|| {
+            api.add_media(
+                str0m::media::MediaKind::Video,
+                Direction::SendOnly,
+                None,
+                None,
+                None,
+            )
+        });
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| BotError::Offer("nothing to publish".into()))?;
+        self.pending_offer = Some((pending, PublishMids { camera, mic }));
+        Ok(offer.to_sdp_string())
+    }
+
+    /// The answer to [`BotCore::publish_offer`]: publishing starts once connected.
+    pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<(), BotError> {
+        let (pending, mids) = self
+            .pending_offer
+            .take()
+            .ok_or_else(|| BotError::Offer("no offer is pending".into()))?;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| BotError::Offer(e.to_string()))?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| BotError::Offer(e.to_string()))?;
+        self.start_publishing(now, &mids);
+        self.drain(now)
+    }
+
+    /// For SFUs with their own signaling that send the receiver an offer:
+    /// answers it; `tracks` says whose track each m-line (mid) carries.
+    pub fn answer_offer(
+        &mut self,
+        now: Instant,
+        sdp: &str,
+        tracks: impl IntoIterator<Item = (String, ParticipantId, TrackSource)>,
+    ) -> Result<String, BotError> {
+        self.last_now = now;
+        let answer = self.answer(sdp, tracks)?;
+        self.drain(now)?;
+        Ok(answer)
+    }
+
+    fn start_publishing(&mut self, now: Instant, publish: &PublishMids) {
+        let c = &self.config;
+        if let (Some(mid), true) = (publish.camera, c.video_bps > 0 && c.fps > 0) {
             let fps = c.fps;
             self.publishers.push(Publisher {
                 source: TrackSource::Camera,
-                mid: publish.camera.as_str().into(),
+                mid,
                 interval: Duration::from_secs(1) / fps,
                 frame_bytes: (c.video_bps / 8 / fps) as usize,
                 clock_rate: 90_000,
@@ -612,10 +725,10 @@ impl BotCore {
                 keyframe_wanted: true,
             });
         }
-        if c.audio {
+        if let (Some(mid), true) = (publish.mic, c.audio) {
             self.publishers.push(Publisher {
                 source: TrackSource::Mic,
-                mid: publish.mic.as_str().into(),
+                mid,
                 interval: Duration::from_millis(20),
                 frame_bytes: c.audio_frame_bytes,
                 clock_rate: 48_000,
@@ -656,10 +769,8 @@ impl BotCore {
                     MediaKind::Audio
                 };
                 // Fail closed: a frame that cannot be sealed is not sent.
-                let sealed = match self
-                    .session
-                    .as_mut()
-                    .map(|s| s.media().seal(kind, &self.buf))
+                let sealed = match media_keys(&mut self.session, &mut self.fixed_media)
+                    .map(|keys| keys.seal(kind, &self.buf))
                 {
                     Some(Ok(sealed)) => sealed,
                     _ => {
@@ -744,10 +855,8 @@ impl BotCore {
             MediaKind::Video
         };
         let ms = now_us / 1000;
-        let opened = self
-            .session
-            .as_mut()
-            .map(|sess| sess.media().open(ms, kind, &d.data));
+        let opened = media_keys(&mut self.session, &mut self.fixed_media)
+            .map(|keys| keys.open(ms, kind, &d.data));
         let plain = match opened {
             Some(Ok(p)) => p,
             _ => {

@@ -81,7 +81,10 @@ impl Engine {
         match v["type"].as_str().unwrap_or_default() {
             "mls_join_request" => s.join_request(now, from, data()?),
             "mls_commit" => s.commit(now, from, &data()?),
-            "mls_commit_result" => s.commit_result(now, v["accepted"].as_bool().unwrap_or(false)),
+            "mls_commit_result" => match v["epoch"].as_u64() {
+                Some(epoch) => s.commit_result(now, epoch, v["accepted"].as_bool() == Some(true)),
+                None => return Err(JsError::new("commit result without epoch")),
+            },
             "mls_welcome" => s.welcome(now, &data()?).map_err(err)?,
             "mls_app" => s.app(now, from, &data()?),
             "mls_create_group" => s.create_group(now).map_err(err)?,

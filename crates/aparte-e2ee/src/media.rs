@@ -98,6 +98,28 @@ impl MediaKeys {
         }
     }
 
+    /// Keys from one fixed secret shared out of band, for benchmarks that drive
+    /// SFUs without an MLS delivery service (the Janus comparison): every frame
+    /// costs the same SFrame work as in a meeting, but the secret is nobody's
+    /// group key. Never used by meetings.
+    pub fn fixed_for_benchmarks(secret: &[u8; 16]) -> Result<Self, FrameError> {
+        const KID: u64 = 0;
+        let enc = EncryptionKey::derive_from(SFRAME_SUITE, KID, secret)
+            .map_err(|_| FrameError::NotReady)?;
+        let dec = DecryptionKey::derive_from(SFRAME_SUITE, KID, secret)
+            .map_err(|_| FrameError::NotReady)?;
+        let mut keys = MediaKeys::new(0);
+        keys.sender = Some((enc, MonotonicCounter::default()));
+        keys.receive.insert(
+            KeyId::from(KID),
+            RxKey {
+                key: dec,
+                expires_ms: None,
+            },
+        );
+        Ok(keys)
+    }
+
     /// The epoch whose key seals outgoing frames.
     pub fn epoch(&self) -> Option<u64> {
         self.epoch

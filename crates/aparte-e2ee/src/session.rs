@@ -146,9 +146,16 @@ impl Session {
         self.maybe_commit(now);
     }
 
-    /// The verdict on this participant's own commit.
-    pub fn commit_result(&mut self, now: u64, accepted: bool) {
-        if accepted {
+    /// The delivery service's verdict on this participant's commit for `epoch`.
+    ///
+    /// A verdict can arrive after the winner's commit has already moved this
+    /// member on and it has staged its next commit: that verdict is about a
+    /// commit it no longer holds and must not touch the new one. Acting on it
+    /// would drop (or, worse, apply) a commit the service decides separately —
+    /// a silent fork of the group at the same epoch number.
+    pub fn commit_result(&mut self, now: u64, epoch: u64, accepted: bool) {
+        let ours = self.member.has_pending_commit() && self.member.epoch() == Some(epoch);
+        if accepted && ours {
             match self.member.commit_accepted(now) {
                 Ok(_) => self.epoch_event(),
                 Err(e) => self.events.push_back(SessionEvent::Refused {
@@ -156,8 +163,14 @@ impl Session {
                     reason: e.to_string(),
                 }),
             }
-        } else if self.member.has_pending_commit() {
-            // Only if the winner has not already cleared it.
+        } else if accepted {
+            self.events.push_back(SessionEvent::Refused {
+                from: None,
+                reason: format!(
+                    "the service accepted a commit for epoch {epoch} this member does not hold"
+                ),
+            });
+        } else if ours {
             let _ = self.member.commit_rejected();
         }
         self.maybe_commit(now);

@@ -1,0 +1,142 @@
+//! Sessions driven message by message in the order the delivery service
+//! produces, including the interleavings a loaded server really produces:
+//! a fallback committer winning the epoch while the first committer's verdict
+//! is still on its way.
+
+#![allow(clippy::unwrap_used)]
+
+use aparte_e2ee::{FALLBACK_COMMIT_MS, LinkSecret, Session, SessionEvent, SessionOut};
+
+const GROUP: &[u8] = b"room-under-test";
+
+fn session(id: u64) -> Session {
+    Session::new(id, LinkSecret::from_bytes([7; 16]), 1000, GROUP).unwrap()
+}
+
+fn key_package(s: &mut Session) -> Vec<u8> {
+    s.start(0, false).unwrap();
+    match s.poll_output() {
+        Some(SessionOut::KeyPackage(kp)) => kp,
+        other => panic!("expected a key package, got {other:?}"),
+    }
+}
+
+struct Staged {
+    epoch: u64,
+    message: Vec<u8>,
+    welcome: Option<Vec<u8>>,
+}
+
+fn commit_out(s: &mut Session) -> Option<Staged> {
+    loop {
+        match s.poll_output()? {
+            SessionOut::Commit {
+                epoch,
+                message,
+                welcome,
+                ..
+            } => {
+                return Some(Staged {
+                    epoch,
+                    message,
+                    welcome,
+                });
+            }
+            SessionOut::App(_) | SessionOut::KeyPackage(_) => {}
+        }
+    }
+}
+
+fn refusals(s: &mut Session) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(e) = s.poll_event() {
+        if let SessionEvent::Refused { reason, .. } = e {
+            out.push(reason);
+        }
+    }
+    out
+}
+
+fn same_group(all: &[&Session]) {
+    let first = all[0];
+    for s in all {
+        assert_eq!(s.epoch(), first.epoch(), "epochs differ");
+        assert_eq!(
+            s.security_code(),
+            first.security_code(),
+            "same epoch, different keys: the group forked"
+        );
+    }
+}
+
+/// The first committer (A) loses epoch 1 to the fallback committer (B),
+/// processes B's commit, stages its next commit for epoch 2 — and only then
+/// gets the refusal of its epoch-1 commit. That stale refusal must not drop the
+/// epoch-2 commit the service is about to accept, or A re-stages a different
+/// one and applies *that* when the acceptance arrives: a fork at epoch 3.
+#[test]
+fn a_stale_refusal_does_not_touch_the_next_commit() {
+    let mut a = session(1);
+    a.start(0, true).unwrap();
+    let mut b = session(2);
+    let kp_b = key_package(&mut b);
+    a.join_request(0, 2, kp_b);
+    let c0 = commit_out(&mut a).unwrap();
+    a.commit_result(0, c0.epoch, true);
+    b.welcome(0, &c0.welcome.unwrap()).unwrap();
+    same_group(&[&a, &b]);
+
+    // C asks to join: A (rank 0) commits at once, B (rank 1) after its delay.
+    let mut c = session(3);
+    let kp_c = key_package(&mut c);
+    a.join_request(10, 3, kp_c.clone());
+    let lost = commit_out(&mut a).unwrap();
+    b.join_request(10, 3, kp_c);
+    assert!(commit_out(&mut b).is_none());
+    b.handle_timeout(10 + FALLBACK_COMMIT_MS);
+    let won = commit_out(&mut b).unwrap();
+    assert_eq!(lost.epoch, won.epoch);
+
+    // The service took B's first: B's verdict, the commit to A, the Welcome to C.
+    b.commit_result(3000, won.epoch, true);
+    a.commit(3000, 2, &won.message);
+    c.welcome(3000, &won.welcome.unwrap()).unwrap();
+    same_group(&[&a, &b, &c]);
+
+    // D asks to join; A stages a commit for the next epoch before the
+    // refusal of its lost commit reaches it.
+    let mut d = session(4);
+    let kp_d = key_package(&mut d);
+    a.join_request(3010, 4, kp_d.clone());
+    b.join_request(3010, 4, kp_d.clone());
+    c.join_request(3010, 4, kp_d);
+    let next = commit_out(&mut a).unwrap();
+    a.commit_result(3020, lost.epoch, false);
+    assert!(
+        commit_out(&mut a).is_none(),
+        "a stale refusal made A stage another commit"
+    );
+
+    // The service accepts A's commit for the next epoch.
+    a.commit_result(3030, next.epoch, true);
+    b.commit(3030, 1, &next.message);
+    c.commit(3030, 1, &next.message);
+    d.welcome(3030, &next.welcome.unwrap()).unwrap();
+    for s in [&mut a, &mut b, &mut c, &mut d] {
+        assert_eq!(refusals(s), Vec::<String>::new());
+    }
+    same_group(&[&a, &b, &c, &d]);
+    assert_eq!(a.members(), vec![1, 2, 3, 4]);
+}
+
+/// A verdict for a commit a member does not hold is reported, never applied.
+#[test]
+fn an_acceptance_for_an_unknown_commit_is_refused() {
+    let mut a = session(1);
+    a.start(0, true).unwrap();
+    let before = a.security_code();
+    a.commit_result(0, 0, true);
+    assert_eq!(refusals(&mut a).len(), 1);
+    assert_eq!(a.epoch(), Some(0));
+    assert_eq!(a.security_code(), before);
+}
