@@ -18,8 +18,10 @@ use aparte_proto::{RoomId, Token};
 use clap::Parser;
 
 mod e2ee;
+mod janus;
 mod procs;
 mod relay;
+mod room;
 mod suite;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -40,7 +40,16 @@ impl Proc {
     /// Starts `cmd` and returns it with the first line it prints; later
     /// lines go to our stderr, prefixed, so the child never writes into a
     /// closed pipe and its warnings are seen next to the figures.
-    pub fn start(mut cmd: Command, label: &'static str) -> anyhow::Result<(Proc, String)> {
+    pub fn start(cmd: Command, label: &'static str) -> anyhow::Result<(Proc, String)> {
+        Self::start_quiet(cmd, label, |_| true)
+    }
+
+    /// [`Proc::start`], passing on only the later lines `show` keeps.
+    pub fn start_quiet(
+        mut cmd: Command,
+        label: &'static str,
+        show: fn(&str) -> bool,
+    ) -> anyhow::Result<(Proc, String)> {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -51,7 +60,7 @@ impl Proc {
         let mut line = String::new();
         reader.read_line(&mut line)?;
         std::thread::spawn(move || {
-            for l in reader.lines().map_while(Result::ok) {
+            for l in reader.lines().map_while(Result::ok).filter(|l| show(l)) {
                 eprintln!("{label}: {l}");
             }
         });

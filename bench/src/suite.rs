@@ -2,16 +2,16 @@
 //! audio room, join storm and idle memory on Aparté, and the fan-out on the
 //! raw UDP relay at the same sizes, printed as one table.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use aparte_bot::{Bot, BotConfig, BotReport};
-use aparte_proto::{ParticipantId, RoomId, TrackSource};
+use aparte_proto::{ParticipantId, TrackSource};
 
-use crate::procs::{Proc, Relay, Server};
+use crate::procs::{Proc, Relay};
 use crate::relay::RelayRun;
-use crate::{Common, LOOPBACK, commit, date, machine, new_room, record};
+use crate::room::{Config, Member, Room, Sut, System, Systems};
+use crate::{Common, LOOPBACK, commit, date, machine, record};
 
 /// A step fails beyond this frame loss, percent.
 const MAX_LOSS_PCT: f64 = 1.0;
@@ -57,8 +57,21 @@ pub struct SuiteArgs {
         default_value = "fanout,meeting,audio,storm,idle"
     )]
     only: Vec<String>,
+    /// The address Janus exchanges media on: non-loopback, inside the run's
+    /// own network namespace (bench/run makes it).
+    #[arg(long, default_value = "10.77.0.1")]
+    janus_ip: std::net::IpAddr,
     #[command(flatten)]
     out: Common,
+}
+
+impl SuiteArgs {
+    fn systems(&self) -> Systems {
+        Systems {
+            server: self.out.server.clone(),
+            janus_ip: self.janus_ip,
+        }
+    }
 }
 
 /// One measured window, labelled.
@@ -82,35 +95,44 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let mut notes = Vec::new();
 
     if on("fanout") {
-        let (steps, max_n) = fanout_steps(&args).await?;
+        let (steps, max_n) = fanout_steps(&args, System::Aparte).await?;
         rows.extend(steps);
+        let (janus_steps, janus_max) = fanout_steps(&args, System::Janus).await?;
+        rows.extend(janus_steps);
         let half = (max_n / 2).max(1);
         notes.push(format!(
-            "Fan-out max N (loss ≤ {MAX_LOSS_PCT}% and p99 ≤ {MAX_P99_MS} ms): **Aparté {max_n}**."
+            "Fan-out max N (loss ≤ {MAX_LOSS_PCT}% and p99 ≤ {MAX_P99_MS} ms): **Aparté {max_n}**, Janus {janus_max}: \
+             Aparté / Janus = **{}**.",
+            ratio(max_n as f64, janus_max as f64)
         ));
-        let ours = fanout_once(&args, half, "fan-out, half load").await?;
+        let ours = fanout_once(&args, System::Aparte, half, "fan-out, half load").await?;
+        let theirs = fanout_once(&args, System::Janus, half, "fan-out, half load").await?;
         let raw = relay_fanout(&args, half).await?;
         let raw_max = relay_fanout(&args, max_n.max(1)).await?;
         let cpu = |r: &Row| r.m.user_us + r.m.sys_us;
         notes.push(format!(
-            "At half load ({half} receivers): CPU per forwarded packet Aparté {:.1} µs / raw relay {:.1} µs = **{:.1}×**; \
-             p99 latency Aparté {:.1} ms / raw relay {:.1} ms = **{:.1}×**.",
+            "At half load ({half} receivers): CPU per forwarded packet Aparté {:.1} µs / raw relay {:.1} µs = **{}** \
+             (Janus {:.1} µs); p99 latency Aparté {:.1} ms / raw relay {:.1} ms = **{}** (Janus {:.1} ms).",
             cpu(&ours),
             cpu(&raw),
-            cpu(&ours) / cpu(&raw),
+            ratio(cpu(&ours), cpu(&raw)),
+            cpu(&theirs),
             ours.m.p99_ms,
             raw.m.p99_ms,
-            ours.m.p99_ms / raw.m.p99_ms
+            ratio(ours.m.p99_ms, raw.m.p99_ms),
+            theirs.m.p99_ms,
         ));
-        rows.extend([ours, raw, raw_max]);
+        rows.extend([ours, theirs, raw, raw_max]);
     }
-    if on("meeting") {
-        for &n in &args.meeting {
-            rows.push(meeting(&args, n).await?);
+    for system in [System::Aparte, System::Janus] {
+        if on("meeting") {
+            for &n in &args.meeting {
+                rows.push(meeting(&args, system, n).await?);
+            }
         }
-    }
-    if on("audio") {
-        rows.push(audio_room(&args).await?);
+        if on("audio") {
+            rows.push(audio_room(&args, system).await?);
+        }
     }
     if on("storm") {
         notes.push(join_storm(&args).await?);
@@ -121,80 +143,6 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let table = render(&args, &rows, &notes);
     println!("\n{table}");
     record(args.out.record.as_ref(), &table)
-}
-
-/// Bots of one room on a fresh server.
-struct Room {
-    server: Server,
-    room: RoomId,
-    epoch: Instant,
-    link: aparte_e2ee::LinkSecret,
-    bots: Vec<Bot>,
-}
-
-impl Room {
-    /// A fresh server with its host bot in, configured by `host`.
-    async fn open(
-        bin: &Path,
-        host: impl FnOnce(Instant, aparte_e2ee::LinkSecret) -> BotConfig,
-    ) -> anyhow::Result<Room> {
-        let server = Server::start(bin)?;
-        let epoch = Instant::now();
-        let link = aparte_e2ee::LinkSecret::from_bytes(rand::random());
-        let (room, key) = new_room();
-        let config = host(epoch, link.clone()).hosting(key);
-        let bot = Bot::join(&server.ws_url, room.clone(), LOOPBACK, config).await?;
-        bot.connected(Duration::from_secs(30)).await?;
-        Ok(Room {
-            server,
-            room,
-            epoch,
-            link,
-            bots: vec![bot],
-        })
-    }
-
-    /// Adds bots, ten joins at a time, and waits until all are connected.
-    async fn add(
-        &mut self,
-        n: usize,
-        config: impl Fn(Instant, aparte_e2ee::LinkSecret) -> BotConfig,
-    ) -> anyhow::Result<()> {
-        let mut added = Vec::with_capacity(n);
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(10);
-            left -= k;
-            let joins = (0..k).map(|_| {
-                Bot::join(
-                    &self.server.ws_url,
-                    self.room.clone(),
-                    LOOPBACK,
-                    config(self.epoch, self.link.clone()),
-                )
-            });
-            for b in futures_util::future::join_all(joins).await {
-                added.push(b?);
-            }
-        }
-        for b in &added {
-            b.connected(Duration::from_secs(60)).await?;
-        }
-        self.bots.extend(added);
-        Ok(())
-    }
-
-    /// Waits for the group to settle, then measures a window.
-    async fn measure(&self, seconds: u64, latency_source: TrackSource) -> anyhow::Result<Measured> {
-        tokio::time::sleep(WARM_UP).await;
-        measure(&self.server.proc, &self.bots, seconds, latency_source).await
-    }
-
-    fn close(self) {
-        for b in self.bots {
-            b.kill();
-        }
-    }
 }
 
 /// What one window measured.
@@ -220,11 +168,21 @@ impl Measured {
     }
 }
 
-async fn reports(bots: &[Bot]) -> anyhow::Result<Vec<BotReport>> {
-    futures_util::future::join_all(bots.iter().map(Bot::report))
+async fn reports(members: &[Member]) -> anyhow::Result<Vec<BotReport>> {
+    futures_util::future::join_all(members.iter().map(Member::report))
         .await
         .into_iter()
         .collect()
+}
+
+/// Waits for the room to settle (E2EE group, bandwidth estimates), then measures a window.
+async fn settle_and_measure(
+    room: &Room,
+    seconds: u64,
+    latency_source: TrackSource,
+) -> anyhow::Result<Measured> {
+    tokio::time::sleep(WARM_UP).await;
+    measure(room.proc(), &room.members, seconds, latency_source).await
 }
 
 /// One window over every bot of a room: datagrams the bots received from the
@@ -233,7 +191,7 @@ async fn reports(bots: &[Bot]) -> anyhow::Result<Vec<BotReport>> {
 /// frames, and the server's CPU time per datagram.
 async fn measure(
     server: &Proc,
-    bots: &[Bot],
+    bots: &[Member],
     seconds: u64,
     latency_source: TrackSource,
 ) -> anyhow::Result<Measured> {
@@ -245,7 +203,7 @@ async fn measure(
     let u1 = server.usage()?;
     let elapsed = t0.elapsed().as_secs_f64();
 
-    let ids: Vec<ParticipantId> = bots.iter().map(Bot::id).collect();
+    let ids: Vec<ParticipantId> = bots.iter().map(Member::id).collect();
     let sent: Vec<u64> = before
         .iter()
         .zip(&after)
@@ -322,6 +280,15 @@ fn diagnose(reports: &[BotReport]) {
     );
 }
 
+/// `a / b` as "2.5×", or "∞" when `b` is zero.
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.1}×", a / b)
+    } else {
+        "∞".to_owned()
+    }
+}
+
 fn loss_pct(expected: u64, delivered: u64) -> f64 {
     if expected == 0 {
         return 100.0;
@@ -338,29 +305,30 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
-fn publisher(video_bps: u32) -> impl Fn(Instant, aparte_e2ee::LinkSecret) -> BotConfig {
+fn publisher(video_bps: u32) -> impl Config + Copy {
     move |epoch, link| BotConfig::new(video_bps, epoch, link)
 }
 
-/// Fan-out on one server: receivers are added step by step to the same room
-/// until a step fails. Returns the rows and the largest passing N.
-async fn fanout_steps(args: &SuiteArgs) -> anyhow::Result<(Vec<Row>, usize)> {
-    let mut room = Room::open(&args.out.server, publisher(args.video_bps)).await?;
+/// Fan-out on one fresh system: receivers are added step by step to the same
+/// room until a step fails. Returns the rows and the largest passing N.
+async fn fanout_steps(args: &SuiteArgs, system: System) -> anyhow::Result<(Vec<Row>, usize)> {
+    let mut room = Room::open(system, &args.systems(), 1, publisher(args.video_bps)).await?;
     let mut rows = Vec::new();
     let mut max_n = 0;
     for &n in &args.steps {
-        let have = room.bots.len() - 1;
+        let have = room.members.len() - 1;
         if n > have {
             if let Err(e) = room.add(n - have, BotConfig::receive_only).await {
-                eprintln!("fan-out: joining {n} receivers failed: {e:#}");
+                eprintln!(
+                    "fan-out ({}): joining {n} receivers failed: {e:#}",
+                    system.name()
+                );
                 break;
             }
         }
-        let row = room.measure(args.seconds, TrackSource::Camera).await?.row(
-            "fan-out",
-            "Aparté",
-            n.to_string(),
-        );
+        let row = settle_and_measure(&room, args.seconds, TrackSource::Camera)
+            .await?
+            .row("fan-out", system.name(), n.to_string());
         eprintln!("{row:?}");
         let pass = row.passes();
         rows.push(row);
@@ -373,14 +341,18 @@ async fn fanout_steps(args: &SuiteArgs) -> anyhow::Result<(Vec<Row>, usize)> {
     Ok((rows, max_n))
 }
 
-/// One fan-out size on a fresh server.
-async fn fanout_once(args: &SuiteArgs, n: usize, label: &str) -> anyhow::Result<Row> {
-    let mut room = Room::open(&args.out.server, publisher(args.video_bps)).await?;
+/// One fan-out size on a fresh system.
+async fn fanout_once(
+    args: &SuiteArgs,
+    system: System,
+    n: usize,
+    label: &str,
+) -> anyhow::Result<Row> {
+    let mut room = Room::open(system, &args.systems(), 1, publisher(args.video_bps)).await?;
     room.add(n, BotConfig::receive_only).await?;
-    let row =
-        room.measure(args.seconds, TrackSource::Camera)
-            .await?
-            .row(label, "Aparté", n.to_string());
+    let row = settle_and_measure(&room, args.seconds, TrackSource::Camera)
+        .await?
+        .row(label, system.name(), n.to_string());
     eprintln!("{row:?}");
     room.close();
     Ok(row)
@@ -424,33 +396,31 @@ async fn relay_fanout(args: &SuiteArgs, n: usize) -> anyhow::Result<Row> {
 }
 
 /// N×N: everyone publishes 500 kbps video and audio and receives everyone.
-async fn meeting(args: &SuiteArgs, n: usize) -> anyhow::Result<Row> {
-    let mut room = Room::open(&args.out.server, publisher(500_000)).await?;
-    room.add(n - 1, publisher(500_000)).await?;
-    let row = room.measure(args.seconds, TrackSource::Camera).await?.row(
-        "meeting 500 kbps",
-        "Aparté",
-        format!("{n}×{n}"),
-    );
+async fn meeting(args: &SuiteArgs, system: System, n: usize) -> anyhow::Result<Row> {
+    let room = Room::open(system, &args.systems(), n, publisher(500_000)).await?;
+    let row = settle_and_measure(&room, args.seconds, TrackSource::Camera)
+        .await?
+        .row("meeting 500 kbps", system.name(), format!("{n}×{n}"));
     eprintln!("{row:?}");
     room.close();
     Ok(row)
 }
 
 /// Speakers publish audio only; listeners receive.
-async fn audio_room(args: &SuiteArgs) -> anyhow::Result<Row> {
+async fn audio_room(args: &SuiteArgs, system: System) -> anyhow::Result<Row> {
     let speaker = |epoch, link| BotConfig {
         video_bps: 0,
         ..BotConfig::new(0, epoch, link)
     };
-    let mut room = Room::open(&args.out.server, speaker).await?;
-    room.add(args.speakers - 1, speaker).await?;
+    let mut room = Room::open(system, &args.systems(), args.speakers, speaker).await?;
     room.add(args.listeners, BotConfig::receive_only).await?;
-    let row = room.measure(args.seconds, TrackSource::Mic).await?.row(
-        "audio room",
-        "Aparté",
-        format!("{} → {}", args.speakers, args.listeners),
-    );
+    let row = settle_and_measure(&room, args.seconds, TrackSource::Mic)
+        .await?
+        .row(
+            "audio room",
+            system.name(),
+            format!("{} → {}", args.speakers, args.listeners),
+        );
     eprintln!("{row:?}");
     room.close();
     Ok(row)
@@ -459,17 +429,31 @@ async fn audio_room(args: &SuiteArgs) -> anyhow::Result<Row> {
 /// `storm` bots join within one second a room where one bot publishes; each
 /// is timed from its join call to its first decrypted frame of the publisher.
 async fn join_storm(args: &SuiteArgs) -> anyhow::Result<String> {
-    let room = Room::open(&args.out.server, publisher(args.video_bps)).await?;
+    let room = Room::open(
+        System::Aparte,
+        &args.systems(),
+        1,
+        publisher(args.video_bps),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let host = room.bots[0].id();
+    let host = room.members[0].id();
+    let Sut::Aparte {
+        server,
+        room: room_id,
+        link,
+    } = &room.sut
+    else {
+        anyhow::bail!("the join storm runs on Aparté");
+    };
     let spacing = Duration::from_secs(1) / args.storm.max(1) as u32;
     let tasks: Vec<_> = (0..args.storm)
         .map(|i| {
             let (url, id, epoch, link) = (
-                room.server.ws_url.clone(),
-                room.room.clone(),
+                server.ws_url.clone(),
+                room_id.clone(),
                 room.epoch,
-                room.link.clone(),
+                link.clone(),
             );
             tokio::spawn(async move {
                 tokio::time::sleep(spacing * i as u32).await;
@@ -524,12 +508,12 @@ async fn join_storm(args: &SuiteArgs) -> anyhow::Result<String> {
 
 /// Server memory per connected participant that sends and receives no media.
 async fn idle_memory(args: &SuiteArgs) -> anyhow::Result<String> {
-    let mut room = Room::open(&args.out.server, BotConfig::receive_only).await?;
+    let mut room = Room::open(System::Aparte, &args.systems(), 1, BotConfig::receive_only).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let r0 = room.server.proc.usage()?.rss_mb;
+    let r0 = room.proc().usage()?.rss_mb;
     room.add(args.idle, BotConfig::receive_only).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let r1 = room.server.proc.usage()?.rss_mb;
+    let r1 = room.proc().usage()?.rss_mb;
     room.close();
     Ok(format!(
         "Memory per idle participant (Aparté, {} connected, in the MLS group, no media): **{:.0} KB** of server RSS \
