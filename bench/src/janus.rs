@@ -313,12 +313,20 @@ impl JanusPeer {
         let (mut sig, udp, mut core) = Self::setup(janus, config).await?;
         core.set_id(id);
         let streams: Vec<Value> = feeds.iter().map(|f| json!({ "feed": f.0 })).collect();
-        let r = sig
-            .message(
-                json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": streams }),
-                None,
-            )
-            .await?;
+        let join =
+            json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": streams });
+        // A publisher whose connection our side already sees up can still be
+        // a moment away from being listed by Janus: ask again, briefly.
+        let mut tries = 0;
+        let r = loop {
+            match sig.message(join.clone(), None).await {
+                Err(e) if tries < 10 && e.to_string().contains("No such feed") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                r => break r?,
+            }
+        };
         let offer = r["jsep"]["sdp"].as_str().context("no offer from Janus")?;
         let tracks: Vec<(String, ParticipantId, TrackSource)> = r["plugindata"]["data"]["streams"]
             .as_array()
@@ -363,6 +371,19 @@ impl JanusPeer {
             cmd,
             task: tokio::spawn(run(core, sig, udp, rx)),
         }
+    }
+
+    /// Waits until ICE and DTLS are up.
+    pub async fn connected(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while !self.report().await?.connected {
+            ensure!(
+                Instant::now() < deadline,
+                "Janus bot not connected within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// What the bot received and sent so far.

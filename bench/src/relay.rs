@@ -33,6 +33,8 @@ pub fn serve() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        // The same socket buffers as the server's media socket.
+        udp::enlarge_buffers(&sock, udp::SOCKET_BUFFER)?;
         println!("relay on {}", sock.local_addr()?);
         let mut subscribers: Vec<SocketAddr> = Vec::new();
         let mut rx = udp::Receiver::default();

@@ -178,6 +178,10 @@ impl Room {
                         pubs.push(p?);
                     }
                 }
+                // Janus lists a feed for subscribers only once its media is up.
+                for p in &pubs {
+                    p.connected(CONNECT_WITHIN).await?;
+                }
                 let mut subs = Vec::new();
                 if feeds.len() > 1 {
                     for batch in feeds.chunks(JOIN_BATCH) {

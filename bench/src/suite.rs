@@ -57,6 +57,9 @@ pub struct SuiteArgs {
         default_value = "fanout,meeting,audio,storm,idle"
     )]
     only: Vec<String>,
+    /// SFUs to run (the raw relay always runs with the fan-out).
+    #[arg(long, value_delimiter = ',', default_value = "aparte,janus")]
+    systems: Vec<String>,
     /// The address Janus exchanges media on: non-loopback, inside the run's
     /// own network namespace (bench/run makes it).
     #[arg(long, default_value = "10.77.0.1")]
@@ -66,6 +69,17 @@ pub struct SuiteArgs {
 }
 
 impl SuiteArgs {
+    fn systems_run(&self) -> anyhow::Result<Vec<System>> {
+        self.systems
+            .iter()
+            .map(|s| match s.as_str() {
+                "aparte" => Ok(System::Aparte),
+                "janus" => Ok(System::Janus),
+                other => Err(anyhow::anyhow!("unknown system {other:?} (aparte, janus)")),
+            })
+            .collect()
+    }
+
     fn systems(&self) -> Systems {
         Systems {
             server: self.out.server.clone(),
@@ -94,37 +108,66 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
 
+    let systems = args.systems_run()?;
     if on("fanout") {
-        let (steps, max_n) = fanout_steps(&args, System::Aparte).await?;
-        rows.extend(steps);
-        let (janus_steps, janus_max) = fanout_steps(&args, System::Janus).await?;
-        rows.extend(janus_steps);
-        let half = (max_n / 2).max(1);
-        notes.push(format!(
-            "Fan-out max N (loss ≤ {MAX_LOSS_PCT}% and p99 ≤ {MAX_P99_MS} ms): **Aparté {max_n}**, Janus {janus_max}: \
-             Aparté / Janus = **{}**.",
-            ratio(max_n as f64, janus_max as f64)
-        ));
-        let ours = fanout_once(&args, System::Aparte, half, "fan-out, half load").await?;
-        let theirs = fanout_once(&args, System::Janus, half, "fan-out, half load").await?;
+        let mut max = Vec::new();
+        for &system in &systems {
+            let (steps, n) = fanout_steps(&args, system).await?;
+            rows.extend(steps);
+            max.push((system, n));
+        }
+        let max_of = |s: System| max.iter().find(|m| m.0 == s).map(|m| m.1);
+        let listed: Vec<String> = max
+            .iter()
+            .map(|(s, n)| format!("{} **{n}**", s.name()))
+            .collect();
+        let mut note = format!(
+            "Fan-out max N (loss ≤ {MAX_LOSS_PCT}% and p99 ≤ {MAX_P99_MS} ms): {}",
+            listed.join(", ")
+        );
+        if let (Some(a), Some(j)) = (max_of(System::Aparte), max_of(System::Janus)) {
+            note.push_str(&format!(
+                "; Aparté / Janus = **{}**",
+                ratio(a as f64, j as f64)
+            ));
+        }
+        notes.push(note + ".");
+        // Half of Aparté's max N (or of the one system run).
+        let reference = max.first().map_or(1, |m| m.1).max(1);
+        let half = (reference / 2).max(1);
+        let mut at_half = Vec::new();
+        for &system in &systems {
+            at_half.push((
+                system,
+                fanout_once(&args, system, half, "fan-out, half load").await?,
+            ));
+        }
         let raw = relay_fanout(&args, half).await?;
-        let raw_max = relay_fanout(&args, max_n.max(1)).await?;
+        let raw_max = relay_fanout(&args, reference).await?;
         let cpu = |r: &Row| r.m.user_us + r.m.sys_us;
+        let each: Vec<String> = at_half
+            .iter()
+            .map(|(s, r)| {
+                format!(
+                    "{} {:.1} µs/pkt = **{}** the relay's, p99 {:.1} ms = **{}** the relay's",
+                    s.name(),
+                    cpu(r),
+                    ratio(cpu(r), cpu(&raw)),
+                    r.m.p99_ms,
+                    ratio(r.m.p99_ms, raw.m.p99_ms)
+                )
+            })
+            .collect();
         notes.push(format!(
-            "At half load ({half} receivers): CPU per forwarded packet Aparté {:.1} µs / raw relay {:.1} µs = **{}** \
-             (Janus {:.1} µs); p99 latency Aparté {:.1} ms / raw relay {:.1} ms = **{}** (Janus {:.1} ms).",
-            cpu(&ours),
+            "At half load ({half} receivers), against the raw relay ({:.1} µs/pkt, p99 {:.1} ms): {}.",
             cpu(&raw),
-            ratio(cpu(&ours), cpu(&raw)),
-            cpu(&theirs),
-            ours.m.p99_ms,
             raw.m.p99_ms,
-            ratio(ours.m.p99_ms, raw.m.p99_ms),
-            theirs.m.p99_ms,
+            each.join("; ")
         ));
-        rows.extend([ours, theirs, raw, raw_max]);
+        rows.extend(at_half.into_iter().map(|(_, r)| r));
+        rows.extend([raw, raw_max]);
     }
-    for system in [System::Aparte, System::Janus] {
+    for &system in &systems {
         if on("meeting") {
             for &n in &args.meeting {
                 rows.push(meeting(&args, system, n).await?);
@@ -155,6 +198,9 @@ struct Measured {
     p50_ms: f64,
     p99_ms: f64,
     rss_mb: f64,
+    /// Datagrams the kernel dropped for a full socket receive buffer, in the
+    /// whole namespace (server, relay or bots) during the window.
+    udp_drops: u64,
 }
 
 impl Measured {
@@ -196,10 +242,12 @@ async fn measure(
     latency_source: TrackSource,
 ) -> anyhow::Result<Measured> {
     let before = reports(bots).await?;
+    let d0 = udp_receive_drops();
     let u0 = server.usage()?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let after = reports(bots).await?;
+    let d1 = udp_receive_drops();
     let u1 = server.usage()?;
     let elapsed = t0.elapsed().as_secs_f64();
 
@@ -245,7 +293,24 @@ async fn measure(
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         rss_mb: u1.rss_mb,
+        udp_drops: d1.saturating_sub(d0),
     })
+}
+
+/// `RcvbufErrors` of `/proc/net/snmp`: UDP datagrams dropped because a
+/// socket's receive buffer was full, counted for the network namespace.
+fn udp_receive_drops() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Says where frames went missing: epochs, undecryptable frames, refusals.
@@ -326,10 +391,25 @@ async fn fanout_steps(args: &SuiteArgs, system: System) -> anyhow::Result<(Vec<R
                 break;
             }
         }
-        let row = settle_and_measure(&room, args.seconds, TrackSource::Camera)
+        let mut row = settle_and_measure(&room, args.seconds, TrackSource::Camera)
             .await?
             .row("fan-out", system.name(), n.to_string());
         eprintln!("{row:?}");
+        if !row.passes() {
+            // At the edge one window can catch a burst (a bot's socket
+            // overflowing while the cores are saturated, then a 2 s wait for
+            // a resend): a step fails only if a second window fails too.
+            rows.push(row);
+            row = measure(
+                room.proc(),
+                &room.members,
+                args.seconds,
+                TrackSource::Camera,
+            )
+            .await?
+            .row("fan-out (again)", system.name(), n.to_string());
+            eprintln!("{row:?}");
+        }
         let pass = row.passes();
         rows.push(row);
         if !pass {
@@ -365,10 +445,12 @@ async fn relay_fanout(args: &SuiteArgs, n: usize) -> anyhow::Result<Row> {
     let run = RelayRun::start(relay.addr, n, args.video_bps, epoch).await?;
     tokio::time::sleep(WARM_UP).await;
     let (before, sent0) = run.snapshot().await;
+    let d0 = udp_receive_drops();
     let u0 = relay.proc.usage()?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let (after, sent1) = run.snapshot().await;
+    let d1 = udp_receive_drops();
     let u1 = relay.proc.usage()?;
     let elapsed = t0.elapsed().as_secs_f64();
     run.stop();
@@ -389,6 +471,7 @@ async fn relay_fanout(args: &SuiteArgs, n: usize) -> anyhow::Result<Row> {
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
         rss_mb: u1.rss_mb,
+        udp_drops: d1.saturating_sub(d0),
     }
     .row("fan-out", "raw relay", n.to_string());
     eprintln!("{row:?}");
@@ -531,9 +614,10 @@ fn render(args: &SuiteArgs, rows: &[Row], notes: &[String]) -> String {
          relay clients share the bench process; the system under test runs in its own process. Loss is frames \
          delivered against frames published; latency is a frame's send stamp to its arrival at the receiving bot \
          (both bot stacks included); CPU is the server's (or relay's) over the window per datagram the receivers \
-         got.\n\n\
-         | scenario | system | participants | forwarded pkt/s | loss | user µs/pkt | sys µs/pkt | p50 | p99 | RSS |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         got. UDP drops are datagrams the kernel dropped on a full socket receive buffer in the run's network \
+         namespace (server, relay or bots) during the window.\n\n\
+         | scenario | system | participants | forwarded pkt/s | loss | user µs/pkt | sys µs/pkt | p50 | p99 | RSS | UDP drops |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         date(),
         commit(),
         machine(),
@@ -541,7 +625,7 @@ fn render(args: &SuiteArgs, rows: &[Row], notes: &[String]) -> String {
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {:.0} MB |\n",
+            "| {} | {} | {} | {:.0} | {:.2}% | {:.1} | {:.1} | {:.1} ms | {:.1} ms | {:.0} MB | {} |\n",
             r.scenario,
             r.system,
             r.participants,
@@ -551,7 +635,8 @@ fn render(args: &SuiteArgs, rows: &[Row], notes: &[String]) -> String {
             r.m.sys_us,
             r.m.p50_ms,
             r.m.p99_ms,
-            r.m.rss_mb
+            r.m.rss_mb,
+            r.m.udp_drops
         ));
     }
     s.push('\n');

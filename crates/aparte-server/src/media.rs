@@ -79,6 +79,16 @@ pub fn spawn(
     persist: PersistTx,
     stop: oneshot::Receiver<()>,
 ) -> std::io::Result<()> {
+    match udp::enlarge_buffers(&udp, udp::SOCKET_BUFFER) {
+        Ok(granted) if granted < udp::SOCKET_BUFFER => tracing::info!(
+            granted,
+            "media socket buffer below the {} bytes asked; raise net.core.rmem_max and wmem_max \
+             (docs/operations.md)",
+            udp::SOCKET_BUFFER
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(%e, "media socket buffer not enlarged"),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -18,6 +18,29 @@ use nix::sys::socket::{
     ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg,
 };
 
+/// Socket buffer the media socket asks for, each way. One socket carries every
+/// participant's media: the kernel's default (~208 KB, a few hundred packets)
+/// overflows when the media thread is off its core for tens of milliseconds,
+/// and a video packet lost on the way in holds that publisher's frames for
+/// every receiver until it is resent.
+pub const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Asks for `bytes` of receive and send buffer: beyond `net.core.rmem_max` /
+/// `wmem_max` when the process may (`CAP_NET_ADMIN`), else up to those limits.
+/// Returns the receive buffer the kernel granted (it reports twice the
+/// payload size it accounts for).
+pub fn enlarge_buffers(socket: &impl AsFd, bytes: usize) -> io::Result<usize> {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    let fd = socket.as_fd();
+    if setsockopt(&fd, sockopt::RcvBufForce, &bytes).is_err() {
+        setsockopt(&fd, sockopt::RcvBuf, &bytes)?;
+    }
+    if setsockopt(&fd, sockopt::SndBufForce, &bytes).is_err() {
+        setsockopt(&fd, sockopt::SndBuf, &bytes)?;
+    }
+    Ok(getsockopt(&fd, sockopt::RcvBuf)?)
+}
+
 /// Datagrams per system call.
 pub const BATCH: usize = 64;
 
