@@ -277,7 +277,19 @@ impl Room {
                 }
             }
         }
-        self.connected(first_new).await
+        let r = self.connected(first_new).await;
+        if r.is_err() {
+            // Say why a bot stopped, not only that it did.
+            let stopped: Vec<usize> = (first_new..self.members.len())
+                .filter(|&i| matches!(&self.members[i], Member::Aparte(b) if b.is_finished()))
+                .collect();
+            for i in stopped.into_iter().rev().take(3) {
+                if let Member::Aparte(b) = self.members.remove(i) {
+                    eprintln!("a joining bot stopped: {:?}", b.finished().await.err());
+                }
+            }
+        }
+        r
     }
 
     /// Waits until members from index `from` on have their media connected.

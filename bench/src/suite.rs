@@ -227,8 +227,41 @@ async fn settle_and_measure(
     seconds: u64,
     latency_source: TrackSource,
 ) -> anyhow::Result<Measured> {
+    every_stream_flowing(&room.members, latency_source).await?;
     tokio::time::sleep(WARM_UP).await;
     measure(room.proc(), &room.members, seconds, latency_source).await
+}
+
+/// Waits until every member gets frames of `source` from every publishing
+/// member: a receiver's first frames wait for a keyframe and for the track to
+/// be offered, which under load can take seconds and must not fall into a
+/// measured window as latency.
+async fn every_stream_flowing(members: &[Member], source: TrackSource) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reports = reports(members).await?;
+        let publishers: Vec<ParticipantId> = reports
+            .iter()
+            .filter(|r| r.sent_frames > 0)
+            .filter_map(|r| r.id)
+            .collect();
+        let waiting = reports
+            .iter()
+            .flat_map(|r| publishers.iter().map(move |&p| (r, p)))
+            .filter(|(r, p)| r.id != Some(*p))
+            .filter(|(r, p)| r.stream(*p, source).is_none_or(|s| s.frames == 0))
+            .count();
+        if waiting == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "{waiting} receiving streams still without frames after 60 s; measuring anyway"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// One window over every bot of a room: datagrams the bots received from the
@@ -259,6 +292,8 @@ async fn measure(
         .collect();
     let (mut packets, mut expected, mut delivered) = (0u64, 0u64, 0u64);
     let mut latencies: Vec<u32> = Vec::new();
+    // (receiver, publisher, frames later than the p99 limit, worst µs)
+    let mut tails: Vec<(ParticipantId, ParticipantId, usize, u32)> = Vec::new();
     for (r, (b, a)) in before.iter().zip(&after).enumerate() {
         packets += a.datagrams_in - b.datagrams_in;
         for (p, &pid) in ids.iter().enumerate() {
@@ -274,7 +309,16 @@ async fn measure(
                 delivered += sa.frames - sb.map_or(0, |s| s.frames);
                 if source == latency_source {
                     let from = sb.map_or(0, |s| s.latency_us.len());
-                    latencies.extend_from_slice(&sa.latency_us[from..]);
+                    let window = &sa.latency_us[from..];
+                    latencies.extend_from_slice(window);
+                    let late = window
+                        .iter()
+                        .filter(|&&l| f64::from(l) > MAX_P99_MS * 1000.0)
+                        .count();
+                    if late > 0 {
+                        let worst = window.iter().copied().max().unwrap_or(0);
+                        tails.push((ids[r], pid, late, worst));
+                    }
                 }
             }
         }
@@ -283,6 +327,18 @@ async fn measure(
     let loss = loss_pct(expected, delivered);
     if loss > MAX_LOSS_PCT {
         diagnose(&after);
+    }
+    if !tails.is_empty() {
+        // Says whether late frames hit every receiver (the server or the
+        // publisher stalled) or a few (those receivers' paths).
+        tails.sort_by_key(|t| std::cmp::Reverse(t.2));
+        let late: usize = tails.iter().map(|t| t.2).sum();
+        eprintln!(
+            "tail: {late} frames later than {MAX_P99_MS} ms at {} of {} receiving streams; worst (receiver, publisher, late frames, max µs): {:?}",
+            tails.len(),
+            bots.len().saturating_sub(1) * sent.iter().filter(|&&n| n > 0).count(),
+            &tails[..tails.len().min(5)]
+        );
     }
     let packets_f = packets.max(1) as f64;
     Ok(Measured {
