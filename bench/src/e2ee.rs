@@ -49,7 +49,7 @@ pub async fn run_join(args: JoinArgs) -> anyhow::Result<()> {
 }
 
 async fn join_once(bin: &Path, n: usize) -> anyhow::Result<(f64, f64, f64)> {
-    let server = Server::start(bin)?;
+    let server = Server::start(bin, None)?;
     let epoch = Instant::now();
     let link = aparte_e2ee::LinkSecret::from_bytes([4; 16]);
     let (room, key) = new_room();
@@ -154,7 +154,7 @@ pub fn frames_bench() -> anyhow::Result<String> {
 pub async fn run_removal(args: RemovalArgs) -> anyhow::Result<()> {
     let mut samples = Vec::new();
     for run in 0..args.runs {
-        let server = Server::start(&args.out.server)?;
+        let server = Server::start(&args.out.server, None)?;
         let epoch = Instant::now();
         let link = aparte_e2ee::LinkSecret::from_bytes([6; 16]);
         let (room, key) = new_room();

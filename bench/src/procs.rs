@@ -92,8 +92,11 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(bin: &Path) -> anyhow::Result<Server> {
+    pub fn start(bin: &Path, media_threads: Option<usize>) -> anyhow::Result<Server> {
         let mut cmd = Command::new(bin);
+        if let Some(n) = media_threads {
+            cmd.args(["--media-threads", &n.to_string()]);
+        }
         cmd.args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
             .args(["--max-participants", "500", "--max-lobby", "500"])
             .args(["--join-rate", "100000"])

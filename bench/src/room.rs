@@ -30,6 +30,8 @@ pub struct Systems {
     pub server: PathBuf,
     /// The address Janus exchanges media on (see [`crate::janus`]).
     pub janus_ip: IpAddr,
+    /// Aparté's media threads, when not the server's default.
+    pub media_threads: Option<usize>,
 }
 
 /// The SFUs compared.
@@ -131,6 +133,9 @@ pub struct Room {
     pub sut: Sut,
     pub epoch: Instant,
     pub members: Vec<Member>,
+    /// Which room of the server each member is in, when [`Room::add_room`]
+    /// opened more than one (members past its end are in the first).
+    pub room_of: Vec<usize>,
 }
 
 impl Room {
@@ -147,7 +152,7 @@ impl Room {
         let link = LinkSecret::from_bytes(rand::random());
         match system {
             System::Aparte => {
-                let server = Server::start(&on.server)?;
+                let server = Server::start(&on.server, on.media_threads)?;
                 let (room, key) = new_room();
                 let host = config(epoch, link.clone()).hosting(key);
                 let bot = Bot::join(&server.ws_url, room.clone(), LOOPBACK, host).await?;
@@ -156,6 +161,7 @@ impl Room {
                     sut: Sut::Aparte { server, room, link },
                     epoch,
                     members: vec![Member::Aparte(bot)],
+                    room_of: Vec::new(),
                 };
                 r.add(publishers.saturating_sub(1), config).await?;
                 Ok(r)
@@ -217,6 +223,7 @@ impl Room {
                     },
                     epoch,
                     members,
+                    room_of: Vec::new(),
                 };
                 r.connected(0).await?;
                 Ok(r)
@@ -290,6 +297,42 @@ impl Room {
             }
         }
         r
+    }
+
+    /// Aparté only: opens one more room of `size` on the same server, everyone
+    /// configured by `config` (the first joiner hosts it).
+    pub async fn add_room(&mut self, size: usize, config: impl Config) -> anyhow::Result<()> {
+        let Sut::Aparte { server, .. } = &self.sut else {
+            anyhow::bail!("more rooms on one server: Aparté only");
+        };
+        let index = self.room_of.iter().max().map_or(1, |m| m + 1);
+        let link = LinkSecret::from_bytes(rand::random());
+        let (room, key) = new_room();
+        let host = config(self.epoch, link.clone()).hosting(key);
+        let host = Bot::join(&server.ws_url, room.clone(), LOOPBACK, host).await?;
+        host.connected(Duration::from_secs(30)).await?;
+        let first_new = self.members.len();
+        self.room_of.resize(first_new, 0);
+        self.members.push(Member::Aparte(host));
+        let mut left = size.saturating_sub(1);
+        while left > 0 {
+            let k = left.min(JOIN_BATCH);
+            left -= k;
+            let joins = (0..k).map(|_| {
+                let c = config(self.epoch, link.clone());
+                Bot::join(&server.ws_url, room.clone(), LOOPBACK, c)
+            });
+            for b in futures_util::future::join_all(joins).await {
+                self.members.push(Member::Aparte(b?));
+            }
+        }
+        self.room_of.resize(self.members.len(), index);
+        self.connected(first_new).await
+    }
+
+    /// Which room member `i` is in.
+    pub fn room_index(&self, i: usize) -> usize {
+        self.room_of.get(i).copied().unwrap_or(0)
     }
 
     /// Waits until members from index `from` on have their media connected.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use aparte_bot::{Bot, BotConfig, BotReport};
 use aparte_proto::{ParticipantId, TrackSource};
 
-use crate::procs::{Proc, Relay};
+use crate::procs::Relay;
 use crate::relay::RelayRun;
 use crate::room::{Config, Member, Room, Sut, System, Systems};
 use crate::{Common, LOOPBACK, commit, date, machine, record};
@@ -38,6 +38,15 @@ pub struct SuiteArgs {
     /// Meeting sizes (everyone publishes 500 kbps video + audio).
     #[arg(long, value_delimiter = ',', default_value = "10,20")]
     meeting: Vec<usize>,
+    /// Rooms on one server for the many-rooms scenario (each N×N at 500 kbps).
+    #[arg(long, default_value_t = 4)]
+    rooms: usize,
+    /// Participants per room in the many-rooms scenario.
+    #[arg(long, default_value_t = 8)]
+    room_size: usize,
+    /// Media threads of the Aparté server (default: the server's own, one per core).
+    #[arg(long)]
+    media_threads: Option<usize>,
     /// Audio room: speakers.
     #[arg(long, default_value_t = 10)]
     speakers: usize,
@@ -54,7 +63,7 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fanout,meeting,audio,storm,idle"
+        default_value = "fanout,meeting,audio,rooms,storm,idle"
     )]
     only: Vec<String>,
     /// SFUs to run (the raw relay always runs with the fan-out).
@@ -84,6 +93,7 @@ impl SuiteArgs {
         Systems {
             server: self.out.server.clone(),
             janus_ip: self.janus_ip,
+            media_threads: self.media_threads,
         }
     }
 }
@@ -177,6 +187,9 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
             rows.push(audio_room(&args, system).await?);
         }
     }
+    if on("rooms") && systems.contains(&System::Aparte) {
+        rows.push(many_rooms(&args).await?);
+    }
     if on("storm") {
         notes.push(join_storm(&args).await?);
     }
@@ -227,29 +240,31 @@ async fn settle_and_measure(
     seconds: u64,
     latency_source: TrackSource,
 ) -> anyhow::Result<Measured> {
-    every_stream_flowing(&room.members, latency_source).await?;
+    every_stream_flowing(room, latency_source).await?;
     tokio::time::sleep(WARM_UP).await;
-    measure(room.proc(), &room.members, seconds, latency_source).await
+    measure(room, seconds, latency_source).await
 }
 
 /// Waits until every member gets frames of `source` from every publishing
 /// member: a receiver's first frames wait for a keyframe and for the track to
 /// be offered, which under load can take seconds and must not fall into a
 /// measured window as latency.
-async fn every_stream_flowing(members: &[Member], source: TrackSource) -> anyhow::Result<()> {
+async fn every_stream_flowing(room: &Room, source: TrackSource) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let reports = reports(members).await?;
-        let publishers: Vec<ParticipantId> = reports
+        let reports = reports(&room.members).await?;
+        let publishers: Vec<(usize, ParticipantId)> = reports
             .iter()
-            .filter(|r| r.sent_frames > 0)
-            .filter_map(|r| r.id)
+            .enumerate()
+            .filter(|(_, r)| r.sent_frames > 0)
+            .filter_map(|(i, r)| Some((i, r.id?)))
             .collect();
         let waiting = reports
             .iter()
+            .enumerate()
             .flat_map(|r| publishers.iter().map(move |&p| (r, p)))
-            .filter(|(r, p)| r.id != Some(*p))
-            .filter(|(r, p)| r.stream(*p, source).is_none_or(|s| s.frames == 0))
+            .filter(|((i, _), (j, _))| i != j && room.room_index(*i) == room.room_index(*j))
+            .filter(|((_, r), (_, p))| r.stream(*p, source).is_none_or(|s| s.frames == 0))
             .count();
         if waiting == 0 {
             return Ok(());
@@ -269,11 +284,11 @@ async fn every_stream_flowing(members: &[Member], source: TrackSource) -> anyhow
 /// get every frame of every other publisher), latency of `latency_source`
 /// frames, and the server's CPU time per datagram.
 async fn measure(
-    server: &Proc,
-    bots: &[Member],
+    room: &Room,
     seconds: u64,
     latency_source: TrackSource,
 ) -> anyhow::Result<Measured> {
+    let (server, bots) = (room.proc(), &room.members);
     let before = reports(bots).await?;
     let d0 = udp_receive_drops();
     let u0 = server.usage()?;
@@ -294,12 +309,14 @@ async fn measure(
     let mut latencies: Vec<u32> = Vec::new();
     // (receiver, publisher, frames later than the p99 limit, worst µs)
     let mut tails: Vec<(ParticipantId, ParticipantId, usize, u32)> = Vec::new();
+    let mut streams = 0;
     for (r, (b, a)) in before.iter().zip(&after).enumerate() {
         packets += a.datagrams_in - b.datagrams_in;
         for (p, &pid) in ids.iter().enumerate() {
-            if p == r || sent[p] == 0 {
+            if p == r || sent[p] == 0 || room.room_index(p) != room.room_index(r) {
                 continue;
             }
+            streams += 1;
             expected += sent[p];
             for source in [TrackSource::Camera, TrackSource::Mic] {
                 let Some(sa) = a.stream(pid, source) else {
@@ -336,7 +353,7 @@ async fn measure(
         eprintln!(
             "tail: {late} frames later than {MAX_P99_MS} ms at {} of {} receiving streams; worst (receiver, publisher, late frames, max µs): {:?}",
             tails.len(),
-            bots.len().saturating_sub(1) * sent.iter().filter(|&&n| n > 0).count(),
+            streams,
             &tails[..tails.len().min(5)]
         );
     }
@@ -456,14 +473,9 @@ async fn fanout_steps(args: &SuiteArgs, system: System) -> anyhow::Result<(Vec<R
             // overflowing while the cores are saturated, then a 2 s wait for
             // a resend): a step fails only if a second window fails too.
             rows.push(row);
-            row = measure(
-                room.proc(),
-                &room.members,
-                args.seconds,
-                TrackSource::Camera,
-            )
-            .await?
-            .row("fan-out (again)", system.name(), n.to_string());
+            row = measure(&room, args.seconds, TrackSource::Camera)
+                .await?
+                .row("fan-out (again)", system.name(), n.to_string());
             eprintln!("{row:?}");
         }
         let pass = row.passes();
@@ -540,6 +552,27 @@ async fn meeting(args: &SuiteArgs, system: System, n: usize) -> anyhow::Result<R
     let row = settle_and_measure(&room, args.seconds, TrackSource::Camera)
         .await?
         .row("meeting 500 kbps", system.name(), format!("{n}×{n}"));
+    eprintln!("{row:?}");
+    room.close();
+    Ok(row)
+}
+
+/// Several N×N rooms at 500 kbps on one Aparté server: the rooms spread over
+/// its media threads.
+async fn many_rooms(args: &SuiteArgs) -> anyhow::Result<Row> {
+    let config = publisher(500_000);
+    let mut room = Room::open(System::Aparte, &args.systems(), args.room_size, config).await?;
+    for _ in 1..args.rooms {
+        room.add_room(args.room_size, config).await?;
+    }
+    let n = args.room_size;
+    let row = settle_and_measure(&room, args.seconds, TrackSource::Camera)
+        .await?
+        .row(
+            "rooms 500 kbps",
+            System::Aparte.name(),
+            format!("{} × {n}×{n}", args.rooms),
+        );
     eprintln!("{row:?}");
     room.close();
     Ok(row)

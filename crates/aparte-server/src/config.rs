@@ -52,10 +52,16 @@ pub struct Args {
     #[arg(long, env = "APARTE_LISTEN")]
     pub listen: Option<SocketAddr>,
 
-    /// Address of the UDP media socket (one port for everyone).
+    /// Address of the first UDP media socket. Each media thread has its own
+    /// port, this one and the next ones (10000, 10001, …; port 0: any).
     /// [default: 127.0.0.1:10000]
     #[arg(long, env = "APARTE_MEDIA_LISTEN")]
     pub media_listen: Option<SocketAddr>,
+
+    /// Media threads (1 to 64): rooms are spread over them, a room stays on
+    /// one. [default: the number of cores, at most 8]
+    #[arg(long, env = "APARTE_MEDIA_THREADS")]
+    pub media_threads: Option<usize>,
 
     /// Address browsers send media to (ICE host candidate); repeat or
     /// comma-separate for several. [default: the media listen address, or
@@ -165,8 +171,10 @@ pub enum Tls {
 pub struct Config {
     /// HTTP(S) and WebSocket address.
     pub listen: SocketAddr,
-    /// UDP media address.
+    /// UDP media address of the first media thread.
     pub media_listen: SocketAddr,
+    /// Media threads, each with its own port.
+    pub media_threads: usize,
     /// ICE host candidate addresses (empty: derived from `media_listen`).
     pub media_addresses: Vec<IpAddr>,
     /// Participants per room.
@@ -202,6 +210,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             media_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10000)),
+            media_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             media_addresses: Vec::new(),
             max_participants: aparte_proto::DEFAULT_PARTICIPANTS_PER_ROOM,
             max_tracks: aparte_proto::TrackSource::ALL.len(),
@@ -253,6 +262,10 @@ impl Config {
                 .media_listen
                 .or(file.media_listen)
                 .unwrap_or(d.media_listen),
+            media_threads: args
+                .media_threads
+                .or(file.media_threads)
+                .unwrap_or(d.media_threads),
             media_addresses: pick_vec(args.media_address, file.media_address),
             max_participants: args
                 .max_participants
@@ -292,6 +305,15 @@ impl Config {
             (1..=aparte_proto::MAX_PARTICIPANTS_PER_ROOM).contains(&self.max_participants),
             "max_participants is 1 to {}",
             aparte_proto::MAX_PARTICIPANTS_PER_ROOM
+        );
+        anyhow::ensure!(
+            (1..=64).contains(&self.media_threads),
+            "media_threads is 1 to 64"
+        );
+        anyhow::ensure!(
+            self.media_listen.port() == 0
+                || usize::from(self.media_listen.port()) + self.media_threads <= 65536,
+            "media_listen's port plus media_threads passes 65535"
         );
         anyhow::ensure!(
             (1..=aparte_proto::TrackSource::ALL.len()).contains(&self.max_tracks),

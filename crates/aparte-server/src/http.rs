@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aparte_proto::RoomId;
+use aparte_proto::{ParticipantId, RoomId};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -32,8 +32,8 @@ const WS_TRANSPORT_LIMIT: usize = 1024 * 1024;
 /// What every connection shares: the media loop, the store, the limits.
 #[derive(Debug)]
 pub struct Shared {
-    /// The media loop.
-    pub media: mpsc::Sender<MediaCmd>,
+    /// The media loops, one per media thread.
+    media: Vec<mpsc::Sender<MediaCmd>>,
     /// Persistent rooms.
     pub storage: Storage,
     /// The running configuration.
@@ -48,7 +48,8 @@ pub struct Shared {
 
 impl Shared {
     /// State for a server with this configuration and these services.
-    pub fn new(config: Config, media: mpsc::Sender<MediaCmd>, storage: Storage) -> Self {
+    pub fn new(config: Config, media: Vec<mpsc::Sender<MediaCmd>>, storage: Storage) -> Self {
+        assert!(!media.is_empty(), "a server has at least one media loop");
         let minute = Duration::from_secs(60);
         Shared {
             media,
@@ -58,6 +59,17 @@ impl Shared {
             passcode_by_addr: RateLimiter::new(config.passcode_rate, minute),
             config,
         }
+    }
+
+    /// The media loop that runs `room` ([`crate::media_thread_of`]).
+    pub fn media_for_room(&self, room: &RoomId) -> &mpsc::Sender<MediaCmd> {
+        &self.media[crate::media_thread_of(room, self.media.len())]
+    }
+
+    /// The media loop of participant `id`: media thread *i* of *n* gives
+    /// out ids i + 1, i + 1 + n, … (`SfuConfig::first_id`, `id_step`).
+    pub fn media_of(&self, id: ParticipantId) -> &mpsc::Sender<MediaCmd> {
+        &self.media[(id.0.saturating_sub(1) % self.media.len() as u64) as usize]
     }
 
     fn tls(&self) -> bool {

@@ -44,8 +44,8 @@ pub use config::Config;
 pub struct ServerHandle {
     /// Where HTTP and WebSocket signaling listen.
     pub http_addr: SocketAddr,
-    /// Where the UDP media socket listens.
-    pub media_addr: SocketAddr,
+    /// Where the UDP media sockets listen, one per media thread.
+    pub media_addrs: Vec<SocketAddr>,
     /// Whether signaling is served over TLS.
     pub tls: bool,
     /// SHA-256 of the TLS certificate, when the server made it itself.
@@ -95,25 +95,54 @@ pub async fn start_with_tap(
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding HTTP on {}", config.listen))?;
-    let udp = UdpSocket::bind(config.media_listen)
-        .await
-        .with_context(|| format!("binding UDP media on {}", config.media_listen))?;
     let http_addr = listener.local_addr()?;
-    let media_addr = udp.local_addr()?;
-    let candidates = config.media_candidates(media_addr);
-    let first = *candidates.first().context("no media candidate address")?;
-    let mut sfu_config = aparte_sfu::SfuConfig::new(first);
-    sfu_config.candidates = candidates;
-    sfu_config.max_participants_per_room = config.max_participants;
-    sfu_config.max_tracks_per_participant = config.max_tracks;
-    sfu_config.max_lobby = config.max_lobby;
     let tls = tls::load(&config, http_addr).await?;
-
     let storage = storage::Storage::new(&config.data_dir, config.retention_days);
     let persist = spawn_storage_writer(storage.clone());
-    let (media_tx, media_rx) = mpsc::channel(1024);
-    let (media_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    media::spawn(udp.into_std()?, sfu_config, tap, media_rx, persist, stop_rx)?;
+
+    // One media thread per core, each with its own socket, port and share of
+    // the rooms. A tap (tests) watches one media loop, so it gets one.
+    let threads = if tap.is_some() {
+        1
+    } else {
+        config.media_threads
+    };
+    let mut tap = tap;
+    let mut media_tx = Vec::with_capacity(threads);
+    let mut media_stops = Vec::with_capacity(threads);
+    let mut media_addrs = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let mut bind = config.media_listen;
+        if bind.port() != 0 {
+            bind.set_port(bind.port() + i as u16);
+        }
+        let udp = UdpSocket::bind(bind)
+            .await
+            .with_context(|| format!("binding UDP media on {bind}"))?;
+        let addr = udp.local_addr()?;
+        media_addrs.push(addr);
+        let candidates = config.media_candidates(addr);
+        let first = *candidates.first().context("no media candidate address")?;
+        let mut sfu_config = aparte_sfu::SfuConfig::new(first);
+        sfu_config.candidates = candidates;
+        sfu_config.max_participants_per_room = config.max_participants;
+        sfu_config.max_tracks_per_participant = config.max_tracks;
+        sfu_config.max_lobby = config.max_lobby;
+        sfu_config.first_id = i as u64 + 1;
+        sfu_config.id_step = threads as u64;
+        let (tx, rx) = mpsc::channel(1024);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        media::spawn(
+            udp.into_std()?,
+            sfu_config,
+            tap.take(),
+            rx,
+            persist.clone(),
+            stop_rx,
+        )?;
+        media_tx.push(tx);
+        media_stops.push(stop);
+    }
     let retention_task = tokio::spawn(purge_periodically(storage.clone()));
     let shared = Arc::new(http::Shared::new(config, media_tx, storage));
     let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
@@ -150,12 +179,14 @@ pub async fn start_with_tap(
         if let Err(e) = result {
             tracing::error!(%e, "http server failed");
         }
-        let _ = media_stop.send(());
+        for stop in media_stops {
+            let _ = stop.send(());
+        }
         retention_task.abort();
     });
     Ok(ServerHandle {
         http_addr,
-        media_addr,
+        media_addrs,
         tls: is_tls,
         self_signed_fingerprint: fingerprint,
         shutdown: Some(shutdown_tx),
@@ -165,6 +196,16 @@ pub async fn start_with_tap(
 
 /// A thread that writes persistent rooms in the order the media loop sends
 /// them, so the loop never waits for the disk.
+/// The media thread (of `threads`) that runs `room`: a room lives on one,
+/// chosen by a hash of its (random) id. SipHash with fixed keys, so a room
+/// maps to the same thread for the whole life of the process.
+pub fn media_thread_of(room: &aparte_proto::RoomId, threads: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    room.as_str().hash(&mut h);
+    (h.finish() % threads.max(1) as u64) as usize
+}
+
 fn spawn_storage_writer(storage: storage::Storage) -> media::PersistTx {
     let (tx, rx) =
         std::sync::mpsc::channel::<(aparte_proto::RoomId, Option<aparte_sfu::StoredRoom>)>();

@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "Aparté is ready: open {} in a browser (media on UDP {})",
         display_url(server.http_addr, server.tls),
-        server.media_addr
+        media_ports(&server.media_addrs)
     );
     if let Some(f) = &server.self_signed_fingerprint {
         println!("Self-signed TLS certificate, SHA-256 fingerprint {f}");
@@ -32,6 +32,27 @@ async fn main() -> anyhow::Result<()> {
         _ = server.wait() => {}
     }
     Ok(())
+}
+
+/// `127.0.0.1:10000`, or `127.0.0.1:10000-10001` for consecutive ports.
+fn media_ports(addrs: &[std::net::SocketAddr]) -> String {
+    let (Some(first), Some(last)) = (addrs.first(), addrs.last()) else {
+        return String::from("-");
+    };
+    let consecutive = addrs
+        .windows(2)
+        .all(|w| w[0].ip() == w[1].ip() && w[1].port() == w[0].port() + 1);
+    if addrs.len() == 1 {
+        first.to_string()
+    } else if consecutive {
+        format!("{first}-{}", last.port())
+    } else {
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 fn display_url(addr: std::net::SocketAddr, tls: bool) -> String {

@@ -96,7 +96,11 @@ pub async fn connection(mut socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) 
         }
     }
     if let Some(who) = conn.me {
-        let _ = conn.shared.media.send(MediaCmd::Leave { who }).await;
+        let _ = conn
+            .shared
+            .media_of(who)
+            .send(MediaCmd::Leave { who })
+            .await;
     }
 }
 
@@ -189,13 +193,13 @@ impl Conn {
                     persistent,
                     passcode: Some(verifier),
                 };
-                self.to_media(MediaCmd::Update { from, update }).await
+                self.to_media(from, MediaCmd::Update { from, update }).await
             }
             (ClientMsg::Join { .. }, Some(_)) => Some(ServerMsg::error(
                 ErrorCode::AlreadyJoined,
                 "this connection already joined",
             )),
-            (msg, Some(from)) => self.to_media(MediaCmd::Message { from, msg }).await,
+            (msg, Some(from)) => self.to_media(from, MediaCmd::Message { from, msg }).await,
             (_, None) => Some(ServerMsg::error(
                 ErrorCode::NotJoined,
                 "join a room before anything else",
@@ -203,8 +207,9 @@ impl Conn {
         }
     }
 
-    async fn to_media(&self, cmd: MediaCmd) -> Option<ServerMsg> {
-        if self.shared.media.send(cmd).await.is_err() {
+    /// Passes `from`'s command to the media loop that runs its room.
+    async fn to_media(&self, from: ParticipantId, cmd: MediaCmd) -> Option<ServerMsg> {
+        if self.shared.media_of(from).send(cmd).await.is_err() {
             return Some(internal());
         }
         None
@@ -237,7 +242,13 @@ impl Conn {
                 conn: self.tx.clone(),
                 reply,
             };
-            if self.shared.media.send(cmd).await.is_err() {
+            if self
+                .shared
+                .media_for_room(&req.room)
+                .send(cmd)
+                .await
+                .is_err()
+            {
                 return Some(internal());
             }
             let verifier = match answer.await {

@@ -81,3 +81,58 @@ async fn two_rooms_at_once_and_a_leave() {
     }
     server.stop().await;
 }
+
+/// Rooms on different media threads: each thread has its own port, media
+/// flows in each room, and participant ids never repeat across threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_spread_over_media_threads() {
+    let config = aparte_server::Config {
+        media_threads: 2,
+        ..aparte_server::Config::ephemeral()
+    };
+    let server = aparte_server::start(config).await.unwrap();
+    assert_eq!(server.media_addrs.len(), 2);
+    assert_ne!(server.media_addrs[0].port(), server.media_addrs[1].port());
+    // One room on each thread.
+    let mut on = [None, None];
+    for i in 0.. {
+        let r = room(&format!("threads-{i}"));
+        let t = aparte_server::media_thread_of(&r, 2);
+        on[t].get_or_insert(r);
+        if on.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let [Some(r0), Some(r1)] = on else {
+        unreachable!()
+    };
+    let epoch = Instant::now();
+    let (a, b) = tokio::join!(
+        bots(&server, &r0, 3, 250_000, epoch),
+        bots(&server, &r1, 3, 250_000, epoch)
+    );
+    let mut ids: Vec<_> = a.iter().chain(&b).map(|b| b.id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "participant ids repeat across media threads");
+    for group in [&a, &b] {
+        for me in group.iter() {
+            for peer in group.iter().filter(|p| p.id() != me.id()) {
+                let f = frames(me, peer.id(), TrackSource::Camera).await;
+                assert!(
+                    eventually(Duration::from_secs(10), || async {
+                        frames(me, peer.id(), TrackSource::Camera).await > f + 30
+                    })
+                    .await,
+                    "{} gets no video of {}",
+                    me.id(),
+                    peer.id()
+                );
+            }
+        }
+    }
+    for bot in a.into_iter().chain(b) {
+        assert!(bot.leave().await.unwrap().all_intact());
+    }
+    server.stop().await;
+}

@@ -90,6 +90,11 @@ pub struct SfuConfig {
     pub max_tracks_per_participant: usize,
     /// Most people waiting in one room's lobby.
     pub max_lobby: usize,
+    /// Participant ids are `first_id`, `first_id + id_step`, …: several
+    /// cores (one per media thread) then never give out the same id.
+    pub first_id: u64,
+    /// See `first_id`.
+    pub id_step: u64,
 }
 
 /// Outgoing video packets kept per receiver for resends (see `Sfu::admit`).
@@ -104,6 +109,8 @@ impl SfuConfig {
             keyframe_throttle: Duration::from_millis(500),
             max_tracks_per_participant: TrackSource::ALL.len(),
             max_lobby: 50,
+            first_id: 1,
+            id_step: 1,
         }
     }
 }
@@ -225,9 +232,9 @@ impl Sfu {
     /// A new SFU with no rooms.
     pub fn new(config: SfuConfig) -> Self {
         Sfu {
+            next_id: config.first_id.max(1),
             config,
             crypto: Arc::new(from_feature_flags()),
-            next_id: 1,
             rooms: HashMap::new(),
             participants: HashMap::new(),
             waiting: HashMap::new(),
@@ -279,7 +286,7 @@ impl Sfu {
                 if r.policy.waiting.len() >= self.config.max_lobby {
                     return Err(JoinError::RoomFull);
                 }
-                self.next_id += 1;
+                self.next_id += self.config.id_step.max(1);
                 self.enter_lobby(id, req.room.clone(), req.name.clone());
                 Ok(Admission::Waiting(id))
             }
@@ -288,7 +295,7 @@ impl Sfu {
                 if members >= self.config.max_participants_per_room {
                     return Err(JoinError::RoomFull);
                 }
-                self.next_id += 1;
+                self.next_id += self.config.id_step.max(1);
                 if let Some(old) = replaces {
                     // A reconnect takes over its seat from the connection it
                     // left behind.
