@@ -131,7 +131,7 @@ test('three browsers meet end-to-end encrypted; the server sees no plaintext', {
 
   await sleep(800);
   const report = JSON.parse(readFileSync(TAP_OUT, 'utf8'));
-  assert.ok(report.frames > 200, `the tap saw frames (${report.frames})`);
+  assert.ok(report.packets > 200, `the tap saw media packets (${report.packets})`);
   assert.ok(report.mls_app > 0, 'the tap saw MLS application messages');
   assert.deepEqual(report.hits, [], 'no name, chat text or link secret crossed the server');
 });

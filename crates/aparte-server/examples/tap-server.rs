@@ -11,7 +11,7 @@ use aparte_sfu::TapEvent;
 
 #[derive(Default)]
 struct Seen {
-    frames: u64,
+    packets: u64,
     signaling: u64,
     mls_app: u64,
     hits: Vec<String>,
@@ -39,9 +39,9 @@ async fn main() -> anyhow::Result<()> {
     let tap: aparte_sfu::Tap = Box::new(move |ev| {
         let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
         let (bytes, label): (Vec<u8>, &str) = match ev {
-            TapEvent::Frame(f) => {
-                s.frames += 1;
-                (f.to_vec(), "frame")
+            TapEvent::Packet(f) => {
+                s.packets += 1;
+                (f.to_vec(), "media packet")
             }
             TapEvent::FromClient(m) => {
                 s.signaling += 1;
@@ -74,8 +74,8 @@ async fn main() -> anyhow::Result<()> {
         let s = seen.lock().unwrap_or_else(|e| e.into_inner());
         let hits: Vec<String> = s.hits.iter().map(|h| format!("{h:?}")).collect();
         let report = format!(
-            "{{\"frames\":{},\"signaling\":{},\"mls_app\":{},\"hits\":[{}]}}",
-            s.frames,
+            "{{\"packets\":{},\"signaling\":{},\"mls_app\":{},\"hits\":[{}]}}",
+            s.packets,
             s.signaling,
             s.mls_app,
             hits.join(",")

@@ -1,7 +1,8 @@
 //! A blind server: bots hold a real E2EE meeting (MLS group, SFrame frames,
 //! names and chat as MLS application messages) while a tap in the server
-//! records every forwarded frame payload (after SRTP) and every signaling
-//! message. None contains the plaintext marker of the bots' frames, their
+//! records the RTP payload of every forwarded packet (after SRTP) and every
+//! signaling message. None contains the plaintext marker of the bots' frames
+//! (it sits whole in each frame's first packet, 39 bytes in), their
 //! names, their chat, or the link secret — and the bots themselves read all of it.
 
 #![allow(clippy::unwrap_used)]
@@ -19,7 +20,7 @@ use common::{LOOPBACK, eventually, frames, link, room};
 
 #[derive(Default)]
 struct Recorded {
-    frames: Vec<Vec<u8>>,
+    packets: Vec<Vec<u8>>,
     signaling: Vec<String>,
 }
 
@@ -34,7 +35,7 @@ async fn the_server_handles_only_ciphertext() {
     let tap: aparte_sfu::Tap = Box::new(move |ev| {
         let mut r = sink.lock().unwrap();
         match ev {
-            TapEvent::Frame(f) => r.frames.push(f.to_vec()),
+            TapEvent::Packet(f) => r.packets.push(f.to_vec()),
             TapEvent::FromClient(m) => r.signaling.push(m.to_json()),
             TapEvent::ToClient(m) => r.signaling.push(m.to_json()),
         }
@@ -113,17 +114,17 @@ async fn the_server_handles_only_ciphertext() {
 
     let rec = rec.lock().unwrap();
     assert!(
-        rec.frames.len() > 500,
-        "the tap saw the media ({} frames)",
-        rec.frames.len()
+        rec.packets.len() > 500,
+        "the tap saw the media ({} packets)",
+        rec.packets.len()
     );
     assert!(
         rec.signaling.iter().any(|m| m.contains("mls_app")),
         "the tap saw the MLS traffic"
     );
     let secret = link().encode();
-    for f in &rec.frames {
-        assert!(!contains(f, MARKER), "a frame payload is plaintext");
+    for f in &rec.packets {
+        assert!(!contains(f, MARKER), "a media packet is plaintext");
     }
     for m in &rec.signaling {
         for name in names {

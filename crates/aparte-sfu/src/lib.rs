@@ -26,15 +26,20 @@
 //! four receive-only m-lines to publish on (mic, camera, screen, screen audio);
 //! later offers add one send-only m-line per track of another participant and
 //! stop those of participants who left. A published source becomes *live* when
-//! its first frame arrives, and only live sources are offered to others, so a
+//! its first packet arrives, and only live sources are offered to others, so a
 //! camera that is never turned on costs nobody an m-line.
 //!
-//! Media is forwarded frame by frame (str0m's sample API): the payload is never
-//! read, only the codec's payload descriptor that str0m's depacketizer needs, so
-//! end-to-end encrypted frames pass through unchanged. Each leg has its own
-//! NACK/RTX; a frame that arrives with a gap makes the SFU ask the publisher for
-//! a keyframe. Keyframe requests from receivers are relayed to the publisher,
-//! at most one per published track every [`SfuConfig::keyframe_throttle`].
+//! Media is forwarded packet by packet (str0m's RTP mode): each RTP packet of
+//! a publisher goes out as it arrives to every receiver of the track, with
+//! its payload (shared, never copied or read), RTP timestamp and marker
+//! unchanged, under the receiver's own SSRC and sequence numbers
+//! (`forward.rs`). Nothing waits for a whole frame and nothing is
+//! re-packetized, so end-to-end encrypted frames pass through as the sender
+//! packetized them. Each leg has its own NACK/RTX: str0m asks the publisher
+//! for what the server missed, and answers receivers' NACKs from a per-receiver
+//! resend buffer; a resend from the publisher is forwarded when it comes.
+//! Keyframe requests from receivers are relayed to the publisher, at most one
+//! per published track every [`SfuConfig::keyframe_throttle`].
 //!
 //! Each room also runs the MLS delivery service (`ds.rs`): it orders commits
 //! (the first for an epoch wins), relays key packages, Welcomes and application
@@ -49,6 +54,7 @@
 #![forbid(unsafe_code)]
 
 mod ds;
+mod forward;
 mod participant;
 mod policy;
 
@@ -62,8 +68,9 @@ use aparte_proto::{
 };
 use rand::{RngCore, SeedableRng};
 use str0m::crypto::{CryptoProvider, from_feature_flags};
-use str0m::media::{KeyframeRequestKind, MediaData};
+use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 
@@ -85,7 +92,7 @@ pub struct SfuConfig {
     /// Least time between two keyframe requests sent to one published track.
     pub keyframe_throttle: Duration,
     /// Most tracks one participant may publish at once (of mic, camera,
-    /// screen and screen audio). A frame of one more is refused with
+    /// screen and screen audio). A packet of one more is refused with
     /// `too_many_tracks` and not forwarded.
     pub max_tracks_per_participant: usize,
     /// Most people waiting in one room's lobby.
@@ -97,8 +104,16 @@ pub struct SfuConfig {
     pub id_step: u64,
 }
 
-/// Outgoing video packets kept per receiver for resends (see `Sfu::admit`).
-const SEND_BUFFER_VIDEO: usize = 400;
+/// Outgoing video packets kept per receiver for resends. str0m's default
+/// (1024) holds ~6 s of 1.5 Mbps video; 400 still holds a whole large
+/// keyframe and more than a resend can usefully reach back. The payloads are
+/// shared with the publisher's packet, so a receiver's buffer costs only the
+/// packet headers.
+const RESEND_BUFFER_VIDEO: usize = 400;
+/// Oldest packet a resend may answer with.
+const RESEND_AGE: Duration = Duration::from_secs(3);
+/// Share of resent bytes over which queued resends are dropped (str0m's default).
+const RESEND_RATIO_CAP: f32 = 0.15;
 
 impl SfuConfig {
     /// Defaults for a media socket reachable at `candidate`.
@@ -158,8 +173,8 @@ pub enum Output {
 /// only ever handles ciphertext; the server binary never installs one.
 #[derive(Debug)]
 pub enum TapEvent<'a> {
-    /// A media frame's payload, as received from its publisher.
-    Frame(&'a [u8]),
+    /// A media packet's RTP payload, as received from its publisher.
+    Packet(&'a [u8]),
     /// A signaling message from a participant.
     FromClient(&'a ClientMsg),
     /// A signaling message to a participant.
@@ -172,12 +187,10 @@ pub type Tap = Box<dyn FnMut(TapEvent<'_>) + Send>;
 /// Counters of what the core did, for logs and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SfuStats {
-    /// Frames received from publishers.
-    pub frames_in: u64,
-    /// Frames written to receivers.
-    pub frames_out: u64,
-    /// Frames not forwarded because a newer one of the same track already was.
-    pub frames_late: u64,
+    /// Media packets received from publishers.
+    pub packets_in: u64,
+    /// Media packets written to receivers.
+    pub packets_out: u64,
     /// Keyframe requests sent to publishers.
     pub keyframe_requests: u64,
     /// Datagrams dropped because no participant accepted them.
@@ -352,11 +365,8 @@ impl Sfu {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
-            // Outgoing video packets kept for NACK resends, per receiver.
-            // str0m's default (1000) holds ~6 s of 1.5 Mbps video, ~1.2 MB
-            // per receiver; 400 still holds a whole large keyframe and far
-            // more than a resend can usefully reach back.
-            .set_send_buffer_video(SEND_BUFFER_VIDEO)
+            // Packets in, packets out: see `forward`.
+            .set_rtp_mode(true)
             .build(now);
         for &addr in &self.config.candidates {
             match Candidate::host(addr, "udp") {
@@ -1078,7 +1088,7 @@ impl Sfu {
                     info!(participant = %id, "ice consent lost");
                     self.doomed.push((id, Some(ErrorCode::ConnectionLost)));
                 }
-                Event::MediaData(data) => self.forward(now, id, data),
+                Event::RtpPacket(pkt) => self.forward(id, pkt),
                 Event::KeyframeRequest(req) => {
                     if let Some((publisher, source)) = p.outgoing_on(req.mid).map(|t| t.key) {
                         self.request_keyframe(now, publisher, source, req.kind);
@@ -1089,25 +1099,30 @@ impl Sfu {
         }
     }
 
-    /// Forwards a frame of `from` to every other member of its room that
-    /// receives that track; makes the track live on its first frame.
-    fn forward(&mut self, now: Instant, from: ParticipantId, data: MediaData) {
+    /// Forwards a media packet of `from` to every other member of its room
+    /// that receives that track; makes the track live on its first packet.
+    ///
+    /// The payload (shared, not copied), RTP timestamp and marker go out
+    /// unchanged on the receiver's stream for the track, with that stream's
+    /// own SSRC and sequence numbers ([`forward::SeqMap`]). Packets a
+    /// publisher resends after a NACK are forwarded when they arrive.
+    fn forward(&mut self, from: ParticipantId, pkt: RtpPacket) {
         let Some(p) = self.participants.get_mut(&from) else {
             return;
         };
-        let Some(source) = p.source_of(data.mid) else {
+        let ssrc = pkt.header.ssrc;
+        let Some(mid) = p.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
             return;
         };
-        self.stats.frames_in += 1;
-        if let Some(tap) = &mut self.tap {
-            tap(TapEvent::Frame(&data.data));
-        }
-        if !p.take_if_newer(data.mid, **data.seq_range.end()) {
-            self.stats.frames_late += 1;
+        let Some(source) = p.source_of(mid) else {
             return;
+        };
+        self.stats.packets_in += 1;
+        if let Some(tap) = &mut self.tap {
+            tap(TapEvent::Packet(&pkt.payload));
         }
-        let first_frame = !p.live.contains(&source);
-        if first_frame {
+        let first_packet = !p.live.contains(&source);
+        if first_packet {
             if p.live.len() >= self.config.max_tracks_per_participant {
                 if !p.over_limit.contains(&source) {
                     p.over_limit.push(source);
@@ -1122,38 +1137,59 @@ impl Sfu {
             p.live.push(source);
         }
         let room = p.room.clone();
-        if !data.contiguous {
-            self.request_keyframe(now, from, source, KeyframeRequestKind::Pli);
-        }
         let members = self
             .rooms
             .get(&room)
             .map_or(&[][..], |r| r.members.as_slice());
+        let header = &pkt.header;
+        // Header extensions that describe the media travel on; transport
+        // ones (MID, TWCC, send times) belong to each leg and str0m sets them.
+        let ext_vals = ExtensionValues {
+            audio_level: header.ext_vals.audio_level,
+            voice_activity: header.ext_vals.voice_activity,
+            video_orientation: header.ext_vals.video_orientation,
+            ..ExtensionValues::default()
+        };
         for &to in members.iter().filter(|&&m| m != from) {
             let Some(r) = self.participants.get_mut(&to) else {
                 continue;
             };
-            if first_frame {
+            if first_packet {
                 r.want((from, source));
                 self.renegotiate.push(to);
                 continue;
             }
-            let Some(mid) = r.open_mid_for((from, source)) else {
+            let Some(track) = r.open_track((from, source)) else {
                 continue;
             };
-            let Some(writer) = r.rtc.writer(mid) else {
+            let Some(out_mid) = track.open_mid() else {
                 continue;
             };
-            let Some(pt) = writer.match_params(data.params) else {
+            let fresh = track.seq.is_fresh();
+            let Some(seq) = track.seq.map(ssrc, *pkt.seq_no) else {
                 continue;
             };
-            match writer.write(pt, data.network_time, data.time, data.data.clone()) {
-                Ok(()) => {
-                    self.stats.frames_out += 1;
-                    self.dirty.push(to);
-                }
-                Err(e) => debug!(participant = %to, %e, "frame not written"),
+            let mut api = r.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
+                continue;
+            };
+            if fresh && !source.is_audio() {
+                tx.set_rtx_cache(RESEND_BUFFER_VIDEO, RESEND_AGE, Some(RESEND_RATIO_CAP));
             }
+            tx.write_rtp(
+                RtpWrite::new(
+                    header.payload_type,
+                    seq.into(),
+                    header.timestamp,
+                    pkt.timestamp,
+                    pkt.payload.clone(),
+                )
+                .marker(header.marker)
+                .ext_vals(ext_vals.clone())
+                .nackable(!source.is_audio()),
+            );
+            self.stats.packets_out += 1;
+            self.dirty.push(to);
         }
     }
 
@@ -1179,14 +1215,14 @@ impl Sfu {
                 return;
             }
         }
-        let Some(mut writer) = p.rtc.writer(mid) else {
+        let mut api = p.rtc.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
             return;
         };
-        if writer.request_keyframe(None, kind).is_ok() {
-            p.last_keyframe_request.insert(mid, now);
-            self.stats.keyframe_requests += 1;
-            self.dirty.push(publisher);
-        }
+        rx.request_keyframe(kind);
+        p.last_keyframe_request.insert(mid, now);
+        self.stats.keyframe_requests += 1;
+        self.dirty.push(publisher);
     }
 
     fn remove(&mut self, id: ParticipantId, code: Option<ErrorCode>) {

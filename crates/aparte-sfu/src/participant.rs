@@ -9,6 +9,8 @@ use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 
+use crate::forward::SeqMap;
+
 /// The key of a published track: whose, and which source.
 pub(crate) type TrackKey = (ParticipantId, TrackSource);
 
@@ -32,8 +34,6 @@ pub(crate) struct Participant {
     pub connect_deadline: Option<Instant>,
     /// Last keyframe request sent to this participant, per published mid.
     pub last_keyframe_request: HashMap<Mid, Instant>,
-    /// Highest RTP sequence number forwarded, per published mid.
-    pub last_forwarded: HashMap<Mid, u64>,
 }
 
 impl std::fmt::Debug for Participant {
@@ -51,6 +51,8 @@ impl std::fmt::Debug for Participant {
 pub(crate) struct OutTrack {
     pub key: TrackKey,
     pub state: OutState,
+    /// Sequence numbers of the publisher's packets in this receiver's stream.
+    pub seq: SeqMap,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +113,6 @@ impl Participant {
             next_wake: now,
             connect_deadline: None,
             last_keyframe_request: HashMap::new(),
-            last_forwarded: HashMap::new(),
         }
     }
 
@@ -120,24 +121,6 @@ impl Participant {
         self.publish
             .iter()
             .find_map(|&(m, s)| (m == mid).then_some(s))
-    }
-
-    /// Whether a frame ending at RTP sequence `last_seq` on `mid` is newer than
-    /// every frame forwarded so far; records it if so. A frame repaired by
-    /// retransmission after later frames went out is late: forwarding it would
-    /// hand receivers frames out of order.
-    pub fn take_if_newer(&mut self, mid: Mid, last_seq: u64) -> bool {
-        match self.last_forwarded.get_mut(&mid) {
-            Some(prev) if *prev >= last_seq => false,
-            Some(prev) => {
-                *prev = last_seq;
-                true
-            }
-            None => {
-                self.last_forwarded.insert(mid, last_seq);
-                true
-            }
-        }
     }
 
     /// The mid on which this participant publishes `source`.
@@ -152,12 +135,12 @@ impl Participant {
         self.outgoing.iter().find(|t| t.mid() == Some(mid))
     }
 
-    /// The mid on which this participant receives `key`, if it is open.
-    pub fn open_mid_for(&self, key: TrackKey) -> Option<Mid> {
+    /// The track `key` as this participant receives it, if it is open.
+    pub fn open_track(&mut self, key: TrackKey) -> Option<&mut OutTrack> {
         self.outgoing
-            .iter()
+            .iter_mut()
             .find(|t| t.key == key)
-            .and_then(OutTrack::open_mid)
+            .filter(|t| t.open_mid().is_some())
     }
 
     /// Starts receiving `key` (at the next negotiation).
@@ -166,6 +149,7 @@ impl Participant {
             self.outgoing.push(OutTrack {
                 key,
                 state: OutState::ToOpen,
+                seq: SeqMap::default(),
             });
         }
     }

@@ -161,6 +161,40 @@ fn leaving_ends_tracks_and_frees_the_room() {
     assert_eq!(s.sfu.participant_count(), 0);
 }
 
+/// Video frames of `peer`'s camera `bot` got: (intact, lost).
+fn video(s: &Sim, bot: usize, peer: usize) -> (u64, u64) {
+    let rep = s.report(bot);
+    let st = rep.stream(s.id(peer), TrackSource::Camera).unwrap();
+    (st.frames, st.lost)
+}
+
+#[test]
+fn losses_on_either_leg_are_repaired_and_stay_on_their_leg() {
+    // A publishes over a lossy uplink, B receives over a lossy downlink,
+    // C's link is clean. Each leg repairs its own losses (NACK and resend
+    // between the bot and the SFU), so every camera frame arrives.
+    let mut s = Sim::new();
+    let r = room("room-loss");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    let c = s.join(&r);
+    s.run(3 * SECOND);
+    let start = [video(&s, b, a), video(&s, c, a), video(&s, a, b)];
+    s.bots[a].lose_every = Some(25);
+    s.bots[b].lose_every = Some(25);
+    s.run(5 * SECOND);
+    let end = [video(&s, b, a), video(&s, c, a), video(&s, a, b)];
+    for ((f0, l0), (f1, l1)) in start.into_iter().zip(end) {
+        // 5 s at 30 fps.
+        assert!(f1 - f0 > 130, "frames {f0} -> {f1}");
+        assert_eq!(l1, l0, "no frame lost for good");
+    }
+    for bot in [a, b, c] {
+        let rep = s.report(bot);
+        assert!(rep.all_intact(), "{rep:?}");
+    }
+}
+
 #[test]
 fn keyframe_requests_reach_the_publisher_throttled() {
     let mut s = Sim::new();

@@ -1,7 +1,8 @@
 //! A deterministic network for the SFU core: one [`Sfu`], any number of
 //! [`BotCore`] peers (real str0m peer connections), no sockets, simulated time.
 //! Datagrams and signaling messages are delivered instantly and in order;
-//! a bot can be cut off the network to simulate a vanished browser.
+//! a bot can be cut off the network to simulate a vanished browser, or lose
+//! every n-th datagram of its link to simulate a lossy network.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -27,6 +28,21 @@ pub struct SimBot {
     /// When false, signaling messages from this bot are held back (to keep an
     /// offer unanswered); the bot still receives.
     pub answering: bool,
+    /// When set to n, every n-th datagram to and from this bot is dropped.
+    pub lose_every: Option<u64>,
+    /// Datagrams this bot's link carried, both ways.
+    carried: u64,
+}
+
+impl SimBot {
+    /// Whether the link delivers its next datagram (counting it).
+    fn delivers(&mut self) -> bool {
+        if !self.online {
+            return false;
+        }
+        self.carried += 1;
+        self.lose_every.is_none_or(|n| self.carried % n != 0)
+    }
 }
 
 pub struct Sim {
@@ -142,6 +158,8 @@ impl Sim {
             closed: None,
             online: true,
             answering: true,
+            lose_every: None,
+            carried: 0,
         });
         self.pump();
         Ok(self.bots.len() - 1)
@@ -223,7 +241,7 @@ impl Sim {
                             continue;
                         };
                         let b = &mut self.bots[i];
-                        if b.online && b.closed.is_none() {
+                        if b.closed.is_none() && b.delivers() {
                             let _ = b.core.handle_datagram(self.now, self.server, &contents);
                         }
                     }
@@ -249,13 +267,13 @@ impl Sim {
                 }
                 while let Some(out) = self.bots[i].core.poll_output() {
                     moved = true;
-                    let b = &self.bots[i];
+                    let b = &mut self.bots[i];
                     if b.closed.is_some() {
                         continue;
                     }
                     match out {
                         BotOutput::Transmit { contents, .. } => {
-                            if b.online {
+                            if b.delivers() {
                                 self.sfu
                                     .handle_datagram(self.now, b.addr, self.server, &contents);
                             }
