@@ -10,7 +10,8 @@
 //! ```
 //!
 //! The first ten bytes stand where a VP8 payload header sits (bit 0 of the first
-//! byte clear marks a keyframe, the only bit the SFU reads). End-to-end
+//! byte clear marks a keyframe, which the bots' own depacketizers read; the SFU
+//! reads nothing of the payload). End-to-end
 //! encryption leaves up to those ten bytes in clear, so nothing a test looks
 //! for is there: [`MARKER`], the plaintext a server tap must never see, follows.
 

@@ -1121,6 +1121,11 @@ impl Sfu {
         if let Some(tap) = &mut self.tap {
             tap(TapEvent::Packet(&pkt.payload));
         }
+        let frame_start = p
+            .frames
+            .entry(mid)
+            .or_default()
+            .packet(*pkt.seq_no, pkt.header.marker);
         let first_packet = !p.live.contains(&source);
         if first_packet {
             if p.live.len() >= self.config.max_tracks_per_participant {
@@ -1166,6 +1171,11 @@ impl Sfu {
                 continue;
             };
             let fresh = track.seq.is_fresh();
+            if fresh && !source.is_audio() && !frame_start {
+                // Video starts on a frame boundary (see `forward.rs`); an
+                // audio packet is a whole frame.
+                continue;
+            }
             let Some(seq) = track.seq.map(ssrc, *pkt.seq_no) else {
                 continue;
             };

@@ -9,7 +9,7 @@ use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 
-use crate::forward::SeqMap;
+use crate::forward::{FrameStarts, SeqMap};
 
 /// The key of a published track: whose, and which source.
 pub(crate) type TrackKey = (ParticipantId, TrackSource);
@@ -34,6 +34,8 @@ pub(crate) struct Participant {
     pub connect_deadline: Option<Instant>,
     /// Last keyframe request sent to this participant, per published mid.
     pub last_keyframe_request: HashMap<Mid, Instant>,
+    /// Where frames start in what this participant publishes, per mid.
+    pub frames: HashMap<Mid, FrameStarts>,
 }
 
 impl std::fmt::Debug for Participant {
@@ -113,6 +115,7 @@ impl Participant {
             next_wake: now,
             connect_deadline: None,
             last_keyframe_request: HashMap::new(),
+            frames: HashMap::new(),
         }
     }
 
