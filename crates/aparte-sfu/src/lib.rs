@@ -39,7 +39,8 @@
 //! for what the server missed, and answers receivers' NACKs from a per-receiver
 //! resend buffer; a resend from the publisher is forwarded when it comes.
 //! Keyframe requests from receivers are relayed to the publisher, at most one
-//! per published track every [`SfuConfig::keyframe_throttle`].
+//! per published track every [`SfuConfig::keyframe_throttle`]; requests that
+//! come sooner are held and answered by one more request when the window ends.
 //!
 //! Each room also runs the MLS delivery service (`ds.rs`): it orders commits
 //! (the first for an epoch wins), relays key packages, Welcomes and application
@@ -858,11 +859,16 @@ impl Sfu {
 
     /// Advances time: call at [`Sfu::poll_timeout`] (calling earlier is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let throttle = self.config.keyframe_throttle;
+        let mut keyframes = Vec::new();
         for p in self.participants.values_mut() {
             if p.connect_deadline.is_some_and(|d| d <= now) {
                 info!(participant = %p.id, "media never connected");
                 self.doomed.push((p.id, Some(ErrorCode::ConnectionLost)));
                 continue;
+            }
+            if p.keyframe_due(throttle).is_some_and(|due| due <= now) {
+                keyframes.push(p.id);
             }
             if p.next_wake <= now {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
@@ -870,6 +876,24 @@ impl Sfu {
                     self.doomed.push((p.id, Some(ErrorCode::Internal)));
                 }
                 self.dirty.push(p.id);
+            }
+        }
+        for id in keyframes {
+            let Some(p) = self.participants.get(&id) else {
+                continue;
+            };
+            let due: Vec<_> = p
+                .keyframe_later
+                .iter()
+                .filter(|(mid, _)| {
+                    p.last_keyframe_request
+                        .get(mid)
+                        .is_none_or(|&last| last + throttle <= now)
+                })
+                .filter_map(|(&mid, &kind)| Some((p.source_of(mid)?, kind)))
+                .collect();
+            for (source, kind) in due {
+                self.request_keyframe(now, id, source, kind);
             }
         }
         self.settle(now);
@@ -886,9 +910,16 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let throttle = self.config.keyframe_throttle;
         self.participants
             .values()
-            .flat_map(|p| [Some(p.next_wake), p.connect_deadline])
+            .flat_map(|p| {
+                [
+                    Some(p.next_wake),
+                    p.connect_deadline,
+                    p.keyframe_due(throttle),
+                ]
+            })
             .flatten()
             .min()
     }
@@ -1222,9 +1253,14 @@ impl Sfu {
         };
         if let Some(last) = p.last_keyframe_request.get(&mid) {
             if now.saturating_duration_since(*last) < throttle {
+                // Asked too recently: ask once more when the throttle allows,
+                // so a receiver that came in meanwhile gets its keyframe
+                // without waiting for a request of its own.
+                p.keyframe_later.insert(mid, kind);
                 return;
             }
         }
+        p.keyframe_later.remove(&mid);
         let mut api = p.rtc.direct_api();
         let Some(rx) = api.stream_rx_by_mid(mid, None) else {
             return;

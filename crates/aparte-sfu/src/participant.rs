@@ -7,7 +7,7 @@ use std::time::Instant;
 use aparte_proto::{ParticipantId, PublishSlots, RemoteTrack, RoomId, ServerMsg, TrackSource};
 use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 
 use crate::forward::{FrameStarts, SeqMap};
 
@@ -34,6 +34,8 @@ pub(crate) struct Participant {
     pub connect_deadline: Option<Instant>,
     /// Last keyframe request sent to this participant, per published mid.
     pub last_keyframe_request: HashMap<Mid, Instant>,
+    /// Keyframe requests held back by the throttle, sent when it allows.
+    pub keyframe_later: HashMap<Mid, KeyframeRequestKind>,
     /// Where frames start in what this participant publishes, per mid.
     pub frames: HashMap<Mid, FrameStarts>,
 }
@@ -115,6 +117,7 @@ impl Participant {
             next_wake: now,
             connect_deadline: None,
             last_keyframe_request: HashMap::new(),
+            keyframe_later: HashMap::new(),
             frames: HashMap::new(),
         }
     }
@@ -124,6 +127,15 @@ impl Participant {
         self.publish
             .iter()
             .find_map(|&(m, s)| (m == mid).then_some(s))
+    }
+
+    /// When the first held-back keyframe request may go, given `throttle`.
+    pub fn keyframe_due(&self, throttle: std::time::Duration) -> Option<Instant> {
+        self.keyframe_later
+            .keys()
+            .filter_map(|mid| self.last_keyframe_request.get(mid))
+            .map(|&last| last + throttle)
+            .min()
     }
 
     /// The mid on which this participant publishes `source`.

@@ -227,8 +227,14 @@ fn keyframe_requests_reach_the_publisher_throttled() {
         kf_after > kf_before,
         "the publisher answered with a keyframe"
     );
-    // After the throttle window, a new request passes again.
+    // The requests held back go out as one more when the window ends.
     s.run(SECOND);
+    assert_eq!(
+        s.report(a).keyframe_requests_received - after,
+        1,
+        "one held-back request followed"
+    );
+    // After the throttle window, a new request passes again.
     let before = s.report(a).keyframe_requests_received;
     assert!(s.bots[b].core.request_keyframe(a_id, TrackSource::Camera));
     s.pump();
