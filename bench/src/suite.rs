@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use aparte_bot::{Bot, BotConfig, BotReport};
+use aparte_bot::{Bot, BotConfig, BotReport, StreamReport};
 use aparte_proto::{ParticipantId, TrackSource};
 
 use crate::procs::Relay;
@@ -241,9 +241,54 @@ async fn settle_and_measure(
     latency_source: TrackSource,
 ) -> anyhow::Result<Measured> {
     every_stream_flowing(room, latency_source).await?;
+    group_settled(room).await?;
     tokio::time::sleep(WARM_UP).await;
     measure(room, seconds, latency_source).await
 }
+
+/// Waits until the E2EE group of every room is quiet: all members at one
+/// epoch, and no epoch change or group message for a second. After joins,
+/// every member processes each commit and announces its name to the new
+/// epoch (an MLS message every other member opens): with a few hundred bots
+/// on the server's two cores that is seconds of the bots' CPU, which would
+/// fall into the window as latency of every stream at once. Janus rooms
+/// (fixed keys, no group) are quiet at once.
+async fn group_settled(room: &Room) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let state = |reports: &[BotReport]| -> Vec<(usize, Option<u64>, usize)> {
+        reports
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (room.room_index(i), r.e2ee.epoch, r.e2ee.messages.len()))
+            .collect()
+    };
+    let mut last = state(&reports(&room.members).await?);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = state(&reports(&room.members).await?);
+        let one_epoch_per_room = now.iter().all(|(room_a, epoch_a, _)| {
+            now.iter()
+                .filter(|(room_b, _, _)| room_b == room_a)
+                .all(|(_, epoch_b, _)| epoch_b == epoch_a)
+        });
+        if one_epoch_per_room && now == last {
+            let waited = started.elapsed();
+            if waited > Duration::from_secs(2) {
+                eprintln!("E2EE group settled after {:.1} s", waited.as_secs_f64());
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            eprintln!("E2EE group still busy after 60 s; measuring anyway");
+            return Ok(());
+        }
+        last = now;
+    }
+}
+
+/// A receiver and its stream of a publisher, if it has one yet.
+type Waiting<'a> = (&'a BotReport, Option<&'a StreamReport>);
 
 /// Waits until every member gets frames of `source` from every publishing
 /// member: a receiver's first frames wait for a keyframe and for the track to
@@ -259,19 +304,28 @@ async fn every_stream_flowing(room: &Room, source: TrackSource) -> anyhow::Resul
             .filter(|(_, r)| r.sent_frames > 0)
             .filter_map(|(i, r)| Some((i, r.id?)))
             .collect();
-        let waiting = reports
+        let waiting: Vec<Waiting> = reports
             .iter()
             .enumerate()
             .flat_map(|r| publishers.iter().map(move |&p| (r, p)))
             .filter(|((i, _), (j, _))| i != j && room.room_index(*i) == room.room_index(*j))
-            .filter(|((_, r), (_, p))| r.stream(*p, source).is_none_or(|s| s.frames == 0))
-            .count();
-        if waiting == 0 {
+            .map(|((_, r), (_, p))| (r, r.stream(p, source)))
+            .filter(|(_, s)| s.is_none_or(|s| s.frames == 0))
+            .collect();
+        if waiting.is_empty() {
             return Ok(());
         }
         if Instant::now() > deadline {
+            let count = |f: &dyn Fn(&Waiting) -> bool| waiting.iter().filter(|w| f(w)).count();
             eprintln!(
-                "{waiting} receiving streams still without frames after 60 s; measuring anyway"
+                "{} receiving streams still without frames after 60 s; measuring anyway \
+                 (their receivers: {} not connected, {} without group keys, {} without \
+                 the track offered, {} with only undecryptable frames)",
+                waiting.len(),
+                count(&|(r, _)| !r.connected),
+                count(&|(r, _)| r.e2ee.epoch.is_none()),
+                count(&|(_, s)| s.is_none()),
+                count(&|(_, s)| s.is_some_and(|s| s.undecryptable > 0)),
             );
             return Ok(());
         }

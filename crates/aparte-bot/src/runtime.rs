@@ -184,13 +184,57 @@ async fn send(ws: &mut Ws, msg: &ClientMsg) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What the signaling reader passes on.
+enum Incoming {
+    Msg(aparte_proto::ServerMsg),
+    Unparsable(String),
+    Closed,
+}
+
+/// Reads the WebSocket in its own task, so the bot's loop waits on a channel
+/// instead of polling the socket on every datagram (tungstenite zero-fills its
+/// read buffer on each poll).
+async fn read_signaling(mut rx: futures_util::stream::SplitStream<Ws>, tx: mpsc::Sender<Incoming>) {
+    loop {
+        let incoming = match rx.next().await {
+            Some(Ok(Message::Text(text))) => match parse_server_msg(&text) {
+                Ok(m) => Incoming::Msg(m),
+                Err(e) => Incoming::Unparsable(e.to_string()),
+            },
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => Incoming::Closed,
+            Some(Ok(_)) => continue,
+        };
+        let end = !matches!(incoming, Incoming::Msg(_));
+        if tx.send(incoming).await.is_err() || end {
+            return;
+        }
+    }
+}
+
 async fn run(
+    core: BotCore,
+    ws: Ws,
+    udp: UdpSocket,
+    cmd: mpsc::Receiver<Cmd>,
+) -> Result<BotReport, BotError> {
+    let (ws_tx, ws_rx) = ws.split();
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let reader = tokio::spawn(read_signaling(ws_rx, in_tx));
+    let result = drive(core, ws_tx, in_rx, udp, cmd).await;
+    reader.abort();
+    result
+}
+
+async fn drive(
     mut core: BotCore,
-    mut ws: Ws,
+    mut ws: futures_util::stream::SplitSink<Ws, Message>,
+    mut signals: mpsc::Receiver<Incoming>,
     udp: UdpSocket,
     mut cmd: mpsc::Receiver<Cmd>,
 ) -> Result<BotReport, BotError> {
     let mut buf = vec![0u8; 2048];
+    let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(core.poll_timeout()));
+    tokio::pin!(timer);
     loop {
         while let Some(out) = core.poll_output() {
             match out {
@@ -201,35 +245,29 @@ async fn run(
                     let _ = udp.send_to(&contents, destination).await;
                 }
                 BotOutput::Signal(msg) => {
-                    if send(&mut ws, &msg).await.is_err() {
+                    if ws.send(Message::text(msg.to_json())).await.is_err() {
                         return Err(BotError::Disconnected);
                     }
                 }
             }
         }
         let wake = tokio::time::Instant::from_std(core.poll_timeout());
+        if timer.deadline() != wake {
+            timer.as_mut().reset(wake);
+        }
         tokio::select! {
-            msg = ws.next() => {
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        return Err(BotError::Disconnected)
-                    }
-                    Some(Ok(_)) => continue,
-                };
-                let msg = match parse_server_msg(&text) {
-                    Ok(m) => m,
-                    Err(e) => return Err(BotError::Offer(e.to_string())),
-                };
+            incoming = signals.recv() => match incoming {
                 // A server error ends the bot: it reports what it was told.
-                core.handle_signal(Instant::now(), msg)?;
-            }
+                Some(Incoming::Msg(msg)) => core.handle_signal(Instant::now(), msg)?,
+                Some(Incoming::Unparsable(e)) => return Err(BotError::Offer(e)),
+                Some(Incoming::Closed) | None => return Err(BotError::Disconnected),
+            },
             r = udp.recv_from(&mut buf) => {
                 if let Ok((n, from)) = r {
                     core.handle_datagram(Instant::now(), from, &buf[..n])?;
                 }
             }
-            _ = tokio::time::sleep_until(wake) => {
+            () = &mut timer => {
                 core.handle_timeout(Instant::now())?;
             }
             c = cmd.recv() => match c {
@@ -237,8 +275,8 @@ async fn run(
                 Some(Cmd::Chat(text, tx)) => { let _ = tx.send(core.send_chat(&text)); }
                 Some(Cmd::Signal(msg)) => core.send_signal(msg),
                 Some(Cmd::Leave) | None => {
-                    let _ = send(&mut ws, &ClientMsg::Leave).await;
-                    let _ = ws.close(None).await;
+                    let _ = ws.send(Message::text(ClientMsg::Leave.to_json())).await;
+                    let _ = ws.close().await;
                     return Ok(core.report());
                 }
             }

@@ -34,7 +34,7 @@ mod session;
 
 pub use code::SecurityCode;
 pub use link::{LINK_SECRET_BYTES, LinkSecret};
-pub use media::{FrameError, MediaKeys, MediaKind, SFRAME_SUITE, clear_prefix};
+pub use media::{FrameError, MAX_LEAVES, MediaKeys, MediaKind, SFRAME_SUITE, clear_prefix};
 pub use member::{Commit, Incoming, JoinRequest, MLS_SUITE, Member};
 pub use openmls::prelude::KeyPackage;
 pub use session::{FALLBACK_COMMIT_MS, Session, SessionEvent, SessionOut};

@@ -18,9 +18,20 @@ use sframe::mls::{MlsExporter, MlsKeyId, MlsKeyIdBitRange};
 /// The SFrame cipher suite: AES-128-GCM with SHA-256, matching the MLS suite.
 pub const SFRAME_SUITE: CipherSuite = CipherSuite::AesGcm128Sha256;
 
-/// 8 bits of epoch and 8 bits of leaf index: two-byte key ids, up to 256 leaves.
+/// Bits of the key id that carry the low bits of the epoch.
+const EPOCH_BITS: u8 = 8;
+/// Bits of the key id that carry the sender's leaf index.
+const LEAF_BITS: u8 = 12;
+
+/// Leaf indexes a key id can name: a group may hold at most this many members
+/// (the server's room cap, `aparte_proto::MAX_PARTICIPANTS_PER_ROOM`, stays
+/// well below it, leaving room for blank leaves). The key id is
+/// `leaf << 8 | epoch & 0xff`: two bytes in the SFrame header while leaves stay
+/// below 256, three above.
+pub const MAX_LEAVES: u32 = 1 << LEAF_BITS;
+
 fn bit_range() -> MlsKeyIdBitRange {
-    MlsKeyIdBitRange::new(8, 8)
+    MlsKeyIdBitRange::new(EPOCH_BITS, LEAF_BITS)
 }
 
 /// Which media a frame carries; decides how many leading bytes stay in clear.
@@ -202,6 +213,45 @@ impl MediaKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An exporter of fixed bytes, standing in for an MLS group's.
+    struct Fixed;
+
+    impl MlsExporter for Fixed {
+        type BaseKey = Vec<u8>;
+        type Error = std::convert::Infallible;
+
+        fn export_secret(&self, _: &str, _: &[u8], len: usize) -> Result<Vec<u8>, Self::Error> {
+            Ok(vec![7; len])
+        }
+    }
+
+    /// Groups larger than 256 members: every leaf gets keys, and a frame sealed
+    /// by a sender at a high leaf opens (a two-byte key id once failed for
+    /// leaves from 256 on, leaving those members without any key).
+    #[test]
+    fn leaves_past_256_get_keys() {
+        let leaves = [0, 1, 255, 256, 300, 499, MAX_LEAVES - 1];
+        let mut keys: Vec<MediaKeys> = leaves
+            .iter()
+            .map(|&own| {
+                let mut k = MediaKeys::new(1000);
+                let others = leaves.iter().copied().filter(|&l| l != own);
+                k.rekey(0, &Fixed, 3, own, others)
+                    .expect("keys for every leaf");
+                k
+            })
+            .collect();
+        let frame = [0xfc, 1, 2, 3];
+        for i in 0..leaves.len() {
+            let sealed = keys[i].seal(MediaKind::Audio, &frame).expect("sealed");
+            let j = (i + 1) % leaves.len();
+            let opened = keys[j].open(0, MediaKind::Audio, &sealed);
+            assert_eq!(opened.as_deref(), Ok(&frame[..]), "leaf {}", leaves[i]);
+        }
+        let mut k = MediaKeys::new(1000);
+        assert!(k.rekey(0, &Fixed, 3, MAX_LEAVES, [0]).is_err());
+    }
 
     #[test]
     fn clear_prefix_follows_the_codec() {

@@ -74,6 +74,9 @@ pub struct Session {
     joiners: BTreeMap<u64, JoinRequest>,
     departed: BTreeSet<u64>,
     work_since: Option<u64>,
+    /// When this member's turn to commit the waiting work comes (its rank
+    /// computed once per change, not on every poll).
+    work_due: Option<u64>,
     out: VecDeque<SessionOut>,
     events: VecDeque<SessionEvent>,
 }
@@ -92,6 +95,7 @@ impl Session {
             joiners: BTreeMap::new(),
             departed: BTreeSet::new(),
             work_since: None,
+            work_due: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
         })
@@ -216,8 +220,7 @@ impl Session {
 
     /// When [`Session::handle_timeout`] should next run, if work waits.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let since = self.work_since?;
-        Some(since + self.rank() as u64 * FALLBACK_COMMIT_MS)
+        self.work_due
     }
 
     /// The next message to send.
@@ -264,30 +267,43 @@ impl Session {
         }
     }
 
-    /// This member's rank among present members, by leaf order.
-    fn rank(&self) -> usize {
+    /// This member's rank among present members of `roster`, by leaf order.
+    fn rank(&self, roster: &[u64]) -> usize {
         let me = self.member.id();
-        self.member
-            .members()
-            .into_iter()
+        roster
+            .iter()
             .filter(|m| !self.departed.contains(m))
-            .position(|m| m == me)
+            .position(|&m| m == me)
             .unwrap_or(usize::MAX / 2)
+    }
+
+    fn no_work(&mut self) {
+        self.work_since = None;
+        self.work_due = None;
     }
 
     fn maybe_commit(&mut self, now: u64) {
         if !self.member.is_ready() || self.member.has_pending_commit() {
             return;
         }
+        if self.joiners.is_empty() && self.departed.is_empty() {
+            // Nothing to commit: the common case on every tick, answered
+            // without reading the roster (a copy of every member's credential).
+            self.no_work();
+            return;
+        }
         let roster = self.member.members();
         self.joiners.retain(|id, _| !roster.contains(id));
         self.departed.retain(|id| roster.contains(id));
         if self.joiners.is_empty() && self.departed.is_empty() {
-            self.work_since = None;
+            self.no_work();
             return;
         }
         let since = *self.work_since.get_or_insert(now);
-        if now < since + self.rank() as u64 * FALLBACK_COMMIT_MS {
+        let due =
+            since.saturating_add((self.rank(&roster) as u64).saturating_mul(FALLBACK_COMMIT_MS));
+        self.work_due = Some(due);
+        if now < due {
             return;
         }
         let mut adds = Vec::new();
@@ -308,7 +324,7 @@ impl Session {
         }
         let removes: Vec<u64> = self.departed.iter().copied().collect();
         if adds.is_empty() && removes.is_empty() {
-            self.work_since = None;
+            self.no_work();
             return;
         }
         match self.member.commit(adds, &removes) {

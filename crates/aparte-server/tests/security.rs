@@ -161,6 +161,19 @@ async fn a_full_room_refuses_the_next_one_only() {
     server.stop().await;
 }
 
+/// The largest room an operator may configure fits the media key ids: every
+/// member's leaf index can name its key (members from leaf 256 on once had
+/// none, found by the 300-receiver fan-out benchmark).
+#[test]
+fn the_largest_room_fits_the_media_key_ids() {
+    let cap = u32::try_from(aparte_proto::MAX_PARTICIPANTS_PER_ROOM).expect("small");
+    assert!(
+        cap <= aparte_e2ee::MAX_LEAVES,
+        "{cap} > {}",
+        aparte_e2ee::MAX_LEAVES
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_track_limit_refuses_the_extra_track_only() {
     let server = server_with(|c| c.max_tracks = 1).await;
