@@ -29,6 +29,12 @@ mod assets {
 /// close the connection (WebSocket close code 1009).
 const WS_TRANSPORT_LIMIT: usize = 1024 * 1024;
 
+/// Bytes a WebSocket reads at once. The transport's default (128 KiB) is
+/// allocated per connection and zero-filled up to that size on every poll of
+/// the connection, which happens for every message sent to it; signaling
+/// messages are small, and larger ones are read in several chunks.
+const WS_READ_BUFFER: usize = 4096;
+
 /// What every connection shares: the media loop, the store, the limits.
 #[derive(Debug)]
 pub struct Shared {
@@ -107,6 +113,7 @@ async fn ws_upgrade(
         return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
     }
     ws.max_message_size(WS_TRANSPORT_LIMIT)
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| crate::ws::connection(socket, state, peer.ip()))
 }
 
