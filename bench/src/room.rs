@@ -286,17 +286,29 @@ impl Room {
         }
         let r = self.connected(first_new).await;
         if r.is_err() {
-            // Say why a bot stopped, not only that it did.
-            let stopped: Vec<usize> = (first_new..self.members.len())
-                .filter(|&i| matches!(&self.members[i], Member::Aparte(b) if b.is_finished()))
-                .collect();
-            for i in stopped.into_iter().rev().take(3) {
-                if let Member::Aparte(b) = self.members.remove(i) {
-                    eprintln!("a joining bot stopped: {:?}", b.finished().await.err());
+            self.explain_stopped().await;
+        }
+        r
+    }
+
+    /// Prints why bots that ended by themselves did (the first three), and
+    /// removes them from the room.
+    pub async fn explain_stopped(&mut self) {
+        let stopped: Vec<usize> = (0..self.members.len())
+            .filter(|&i| matches!(&self.members[i], Member::Aparte(b) if b.is_finished()))
+            .collect();
+        if !stopped.is_empty() {
+            eprintln!("{} bots stopped", stopped.len());
+        }
+        for (k, i) in stopped.into_iter().rev().enumerate() {
+            if let Member::Aparte(b) = self.members.remove(i) {
+                let id = b.id();
+                let why = b.finished().await.err();
+                if k < 3 {
+                    eprintln!("bot {id} stopped: {why:?}");
                 }
             }
         }
-        r
     }
 
     /// Aparté only: opens one more room of `size` on the same server, everyone

@@ -117,14 +117,19 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     let on = |s: &str| args.only.iter().any(|o| o == s);
     let mut rows = Vec::new();
     let mut notes = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
 
     let systems = args.systems_run()?;
     if on("fanout") {
         let mut max = Vec::new();
         for &system in &systems {
-            let (steps, n) = fanout_steps(&args, system).await?;
-            rows.extend(steps);
-            max.push((system, n));
+            match fanout_steps(&args, system).await {
+                Ok((steps, n)) => {
+                    rows.extend(steps);
+                    max.push((system, n));
+                }
+                Err(e) => failed.push(format!("fan-out on {}: {e:#}", system.name())),
+            }
         }
         let max_of = |s: System| max.iter().find(|m| m.0 == s).map(|m| m.1);
         let listed: Vec<String> = max
@@ -147,10 +152,10 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         let half = (reference / 2).max(1);
         let mut at_half = Vec::new();
         for &system in &systems {
-            at_half.push((
-                system,
-                fanout_once(&args, system, half, "fan-out, half load").await?,
-            ));
+            match fanout_once(&args, system, half, "fan-out, half load").await {
+                Ok(row) => at_half.push((system, row)),
+                Err(e) => failed.push(format!("fan-out at half load on {}: {e:#}", system.name())),
+            }
         }
         let raw = relay_fanout(&args, half).await?;
         let raw_max = relay_fanout(&args, reference).await?;
@@ -177,28 +182,43 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
         rows.extend(at_half.into_iter().map(|(_, r)| r));
         rows.extend([raw, raw_max]);
     }
+    // A scenario that fails is named in the table's notes and fails the
+    // command once the rest has run and been recorded.
+    let mut keep = |what: String, r: anyhow::Result<Row>| match r {
+        Ok(row) => rows.push(row),
+        Err(e) => failed.push(format!("{what}: {e:#}")),
+    };
     for &system in &systems {
         if on("meeting") {
             for &n in &args.meeting {
-                rows.push(meeting(&args, system, n).await?);
+                let what = format!("meeting {n}×{n} on {}", system.name());
+                keep(what, meeting(&args, system, n).await);
             }
         }
         if on("audio") {
-            rows.push(audio_room(&args, system).await?);
+            let what = format!("audio room on {}", system.name());
+            keep(what, audio_room(&args, system).await);
         }
     }
     if on("rooms") && systems.contains(&System::Aparte) {
-        rows.push(many_rooms(&args).await?);
+        keep("many rooms".to_owned(), many_rooms(&args).await);
     }
+    let mut keep_note = |what: &str, r: anyhow::Result<String>| match r {
+        Ok(note) => notes.push(note),
+        Err(e) => failed.push(format!("{what}: {e:#}")),
+    };
     if on("storm") {
-        notes.push(join_storm(&args).await?);
+        keep_note("join storm", join_storm(&args).await);
     }
     if on("idle") {
-        notes.push(idle_memory(&args).await?);
+        keep_note("idle memory", idle_memory(&args).await);
     }
+    notes.extend(failed.iter().map(|f| format!("**Failed**: {f}.")));
     let table = render(&args, &rows, &notes);
     println!("\n{table}");
-    record(args.out.record.as_ref(), &table)
+    record(args.out.record.as_ref(), &table)?;
+    anyhow::ensure!(failed.is_empty(), "{} scenarios failed", failed.len());
+    Ok(())
 }
 
 /// What one window measured.
@@ -518,18 +538,30 @@ async fn fanout_steps(args: &SuiteArgs, system: System) -> anyhow::Result<(Vec<R
                 break;
             }
         }
-        let mut row = settle_and_measure(&room, args.seconds, TrackSource::Camera)
-            .await?
-            .row("fan-out", system.name(), n.to_string());
+        // A bot that ends during a step (the server closed it, its session
+        // failed) fails the step, not the suite.
+        let mut row = match settle_and_measure(&room, args.seconds, TrackSource::Camera).await {
+            Ok(m) => m.row("fan-out", system.name(), n.to_string()),
+            Err(e) => {
+                eprintln!("fan-out ({}) at {n}: {e:#}", system.name());
+                room.explain_stopped().await;
+                break;
+            }
+        };
         eprintln!("{row:?}");
         if !row.passes() {
             // At the edge one window can catch a burst (a bot's socket
             // overflowing while the cores are saturated, then a 2 s wait for
             // a resend): a step fails only if a second window fails too.
             rows.push(row);
-            row = measure(&room, args.seconds, TrackSource::Camera)
-                .await?
-                .row("fan-out (again)", system.name(), n.to_string());
+            row = match measure(&room, args.seconds, TrackSource::Camera).await {
+                Ok(m) => m.row("fan-out (again)", system.name(), n.to_string()),
+                Err(e) => {
+                    eprintln!("fan-out ({}) at {n}: {e:#}", system.name());
+                    room.explain_stopped().await;
+                    break;
+                }
+            };
             eprintln!("{row:?}");
         }
         let pass = row.passes();

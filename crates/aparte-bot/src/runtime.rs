@@ -107,7 +107,7 @@ impl Bot {
         self.cmd
             .send(Cmd::Report(tx))
             .await
-            .map_err(|_| anyhow::anyhow!("bot stopped"))?;
+            .map_err(|_| anyhow::anyhow!("bot {} stopped", self.id))?;
         Ok(rx.await?)
     }
 
@@ -117,7 +117,7 @@ impl Bot {
         self.cmd
             .send(Cmd::Chat(text.to_owned(), tx))
             .await
-            .map_err(|_| anyhow::anyhow!("bot stopped"))?;
+            .map_err(|_| anyhow::anyhow!("bot {} stopped", self.id))?;
         Ok(rx.await??)
     }
 
@@ -127,7 +127,7 @@ impl Bot {
         self.cmd
             .send(Cmd::Signal(msg))
             .await
-            .map_err(|_| anyhow::anyhow!("bot stopped"))
+            .map_err(|_| anyhow::anyhow!("bot {} stopped", self.id))
     }
 
     /// Waits until the bot is admitted from the lobby.
