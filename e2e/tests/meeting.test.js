@@ -87,6 +87,10 @@ test('two then three browsers meet, a camera goes off, one leaves', { timeout: 1
   await waitFor(alice, () => [...document.querySelectorAll('.tile .label')].map((l) => l.textContent).join('|').includes('Carol'), 5000, 'Carol named on alice');
   const labels = await alice.$$eval('.tile[data-kind="camera"] .label', (ls) => ls.map((l) => l.textContent).sort());
   assert.deepEqual(labels, ['Alice (you)', 'Bob', 'Carol']);
+  // The latecomer learns the others' names from what they send to newcomers only.
+  await waitFor(carol, () => [...document.querySelectorAll('.tile .label')].map((l) => l.textContent).join('|').includes('Bob'), 5000, 'Bob named on carol');
+  const carolSees = await carol.$$eval('.tile[data-kind="camera"] .label', (ls) => ls.map((l) => l.textContent).sort());
+  assert.deepEqual(carolSees, ['Alice', 'Bob', 'Carol (you)']);
   await alice.screenshot({ path: pathJoin(OUTPUT, 'meeting-3.png') });
 
   // Bob turns his camera off: Alice and Carol stop receiving his video frames.

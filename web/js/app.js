@@ -144,8 +144,9 @@ class Meeting {
   }
 
   /** Sends an application message to the group, end-to-end encrypted by the worker. */
-  sendToGroup(obj) {
-    this.worker?.postMessage({ op: 'send', text: JSON.stringify(obj) });
+  /** Sends `obj` to the group: to everyone, or only to the members in `to`. */
+  sendToGroup(obj, to = []) {
+    this.worker?.postMessage({ op: 'send', text: JSON.stringify(obj), to });
   }
 
   async prejoin() {
@@ -371,8 +372,11 @@ class Meeting {
         this.code = { emoji: ev.emoji, digits: ev.digits };
         this.#securityState();
         if (!was) banner('');
-        // Everyone in the new epoch learns who we are.
-        this.sendToGroup(this.state());
+        // Who we are and what we send: for everyone in our first epoch, then
+        // only for those who just joined (the others know; in a large room a
+        // broadcast per member per epoch would be N² messages).
+        if (!was) this.sendToGroup(this.state());
+        else if (ev.joined?.length) this.sendToGroup(this.state(), ev.joined);
         break;
       }
       case 'message':

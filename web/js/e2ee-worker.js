@@ -46,7 +46,9 @@ onmessage = async (e) => {
         engine.signal(performance.now(), m.text);
         break;
       case 'send':
-        if (engine.isReady()) engine.send(m.text);
+        if (!engine.isReady()) break;
+        if (m.to?.length) engine.sendTo(m.to, m.text);
+        else engine.send(m.text);
         break;
       case 'sealName':
         postMessage({ op: 'reply', id: m.id, value: engine.sealName(m.room, m.name) });

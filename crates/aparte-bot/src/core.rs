@@ -471,11 +471,22 @@ impl BotCore {
     /// Moves what the E2EE session produced to the signaling queue and the report.
     fn drain_session(&mut self) {
         let Some(s) = &mut self.session else { return };
-        let mut announce = false;
+        // Who should learn this bot's name: nobody, those who just joined,
+        // or (in its first epoch) everyone.
+        let mut announce: Option<Vec<u64>> = None;
         while let Some(ev) = s.poll_event() {
             match ev {
-                SessionEvent::Epoch { epoch, .. } => {
-                    announce = true;
+                SessionEvent::Epoch { epoch, joined, .. } => {
+                    let first = self.e2ee.epoch_changes.is_empty();
+                    announce = match announce.take() {
+                        _ if first => Some(Vec::new()),
+                        Some(to) if to.is_empty() => Some(to),
+                        Some(mut to) => {
+                            to.extend(joined);
+                            Some(to)
+                        }
+                        None => (!joined.is_empty()).then_some(joined),
+                    };
                     let us = self
                         .last_now
                         .saturating_duration_since(self.config.epoch)
@@ -490,10 +501,9 @@ impl BotCore {
                 SessionEvent::Refused { reason, .. } => self.e2ee.refusals.push(reason),
             }
         }
-        if announce {
-            // Everyone of the new epoch learns this bot's name.
+        if let Some(to) = announce {
             let state = serde_json::json!({ "t": "state", "name": self.config.name }).to_string();
-            let _ = s.send(state.as_bytes());
+            let _ = s.send_to(&to, state.as_bytes());
         }
         while let Some(out) = s.poll_output() {
             let msg = match out {
@@ -511,8 +521,9 @@ impl BotCore {
                     welcome: welcome.map(|w| b64::encode(&w)),
                     added: added.into_iter().map(ParticipantId).collect(),
                 },
-                SessionOut::App(m) => ClientMsg::MlsApp {
-                    data: b64::encode(&m),
+                SessionOut::App { message, to } => ClientMsg::MlsApp {
+                    data: b64::encode(&message),
+                    to: to.into_iter().map(ParticipantId).collect(),
                 },
             };
             self.out.push_back(BotOutput::Signal(msg));

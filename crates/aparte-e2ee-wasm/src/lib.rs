@@ -99,6 +99,14 @@ impl Engine {
         self.s()?.send(text.as_bytes()).map_err(err)
     }
 
+    /// Sends an application message only members `to` need (this member's
+    /// state for those who just joined).
+    #[wasm_bindgen(js_name = sendTo)]
+    pub fn send_to(&mut self, to: Vec<f64>, text: &str) -> Result<(), JsError> {
+        let to: Vec<u64> = to.into_iter().map(|id| id as u64).collect();
+        self.s()?.send_to(&to, text.as_bytes()).map_err(err)
+    }
+
     /// Advances time (fallback commits).
     #[wasm_bindgen(js_name = handleTimeout)]
     pub fn handle_timeout(&mut self, now: f64) {
@@ -133,7 +141,12 @@ impl Engine {
                 "welcome": welcome.map(|w| b64::encode(&w)),
                 "added": added,
             }),
-            SessionOut::App(m) => json!({ "type": "mls_app", "data": b64::encode(&m) }),
+            SessionOut::App { message, to } if to.is_empty() => {
+                json!({ "type": "mls_app", "data": b64::encode(&message) })
+            }
+            SessionOut::App { message, to } => {
+                json!({ "type": "mls_app", "data": b64::encode(&message), "to": to })
+            }
         };
         Some(v.to_string())
     }
@@ -144,12 +157,17 @@ impl Engine {
         let s = self.session.as_mut()?;
         let ev = s.poll_event()?;
         let v = match ev {
-            SessionEvent::Epoch { epoch, members } => {
+            SessionEvent::Epoch {
+                epoch,
+                members,
+                joined,
+            } => {
                 let code = s.security_code();
                 json!({
                     "type": "epoch",
                     "epoch": epoch,
                     "members": members,
+                    "joined": joined,
                     "emoji": code.as_ref().map(|c| c.emoji.clone()),
                     "digits": code.map(|c| c.digits),
                 })

@@ -35,7 +35,14 @@ pub enum SessionOut {
         added: Vec<u64>,
     },
     /// An application message for the group.
-    App(Vec<u8>),
+    App {
+        /// The MLS message.
+        message: Vec<u8>,
+        /// The members the delivery service should pass it to; empty means
+        /// every other member. Any member could open it: this only spares
+        /// the others a message they do not need.
+        to: Vec<u64>,
+    },
 }
 
 /// Something the participant should know.
@@ -47,6 +54,11 @@ pub enum SessionEvent {
         epoch: u64,
         /// Participants the keys now cover, in leaf order.
         members: Vec<u64>,
+        /// Those of `members` this member had not seen in its previous
+        /// epoch (in its first epoch: every other member). What they need
+        /// to learn of this member can go to them alone
+        /// ([`Session::send_to`]).
+        joined: Vec<u64>,
     },
     /// An application message, authenticated as `from`'s.
     Message {
@@ -79,6 +91,8 @@ pub struct Session {
     work_due: Option<u64>,
     out: VecDeque<SessionOut>,
     events: VecDeque<SessionEvent>,
+    /// The roster of the last epoch event, sorted.
+    last_roster: Vec<u64>,
 }
 
 impl Session {
@@ -98,6 +112,7 @@ impl Session {
             work_due: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
+            last_roster: Vec::new(),
         })
     }
 
@@ -208,8 +223,18 @@ impl Session {
 
     /// Sends an application message (names, chat) to the group.
     pub fn send(&mut self, data: &[u8]) -> Result<(), E2eeError> {
-        let msg = self.member.seal_app(data)?;
-        self.out.push_back(SessionOut::App(msg));
+        self.send_to(&[], data)
+    }
+
+    /// Sends an application message that only members `to` need (this
+    /// member's name and state for those who just joined); empty `to` is
+    /// everyone, as [`Session::send`].
+    pub fn send_to(&mut self, to: &[u64], data: &[u8]) -> Result<(), E2eeError> {
+        let message = self.member.seal_app(data)?;
+        self.out.push_back(SessionOut::App {
+            message,
+            to: to.to_vec(),
+        });
         Ok(())
     }
 
@@ -260,9 +285,20 @@ impl Session {
 
     fn epoch_event(&mut self) {
         if let Some(epoch) = self.member.epoch() {
+            let members = self.member.members();
+            let me = self.member.id();
+            let mut roster = members.clone();
+            roster.sort_unstable();
+            let joined = members
+                .iter()
+                .copied()
+                .filter(|&m| m != me && self.last_roster.binary_search(&m).is_err())
+                .collect();
+            self.last_roster = roster;
             self.events.push_back(SessionEvent::Epoch {
                 epoch,
-                members: self.member.members(),
+                members,
+                joined,
             });
         }
     }

@@ -42,7 +42,7 @@ fn commit_out(s: &mut Session) -> Option<Staged> {
                     welcome,
                 });
             }
-            SessionOut::App(_) | SessionOut::KeyPackage(_) => {}
+            SessionOut::App { .. } | SessionOut::KeyPackage(_) => {}
         }
     }
 }
@@ -139,4 +139,55 @@ fn an_acceptance_for_an_unknown_commit_is_refused() {
     assert_eq!(refusals(&mut a).len(), 1);
     assert_eq!(a.epoch(), Some(0));
     assert_eq!(a.security_code(), before);
+}
+
+fn joined_of_last_epoch(s: &mut Session) -> Option<Vec<u64>> {
+    let mut last = None;
+    while let Some(e) = s.poll_event() {
+        if let SessionEvent::Epoch { joined, .. } = e {
+            last = Some(joined);
+        }
+    }
+    last
+}
+
+/// Each epoch event names who is new to this member: everyone else in its
+/// first epoch, then only those added since, and nobody after a removal.
+#[test]
+fn epochs_say_who_joined_since_the_last() {
+    let mut a = session(1);
+    a.start(0, true).unwrap();
+    assert_eq!(joined_of_last_epoch(&mut a), Some(vec![]));
+    let mut b = session(2);
+    let kp_b = key_package(&mut b);
+    a.join_request(0, 2, kp_b);
+    let c1 = commit_out(&mut a).unwrap();
+    a.commit_result(0, c1.epoch, true);
+    b.welcome(0, &c1.welcome.unwrap()).unwrap();
+    assert_eq!(joined_of_last_epoch(&mut a), Some(vec![2]));
+    assert_eq!(joined_of_last_epoch(&mut b), Some(vec![1]));
+
+    let mut c = session(3);
+    let kp_c = key_package(&mut c);
+    a.join_request(10, 3, kp_c.clone());
+    b.join_request(10, 3, kp_c);
+    let c2 = commit_out(&mut a).unwrap();
+    a.commit_result(10, c2.epoch, true);
+    b.commit(10, 1, &c2.message);
+    c.welcome(10, &c2.welcome.unwrap()).unwrap();
+    assert_eq!(joined_of_last_epoch(&mut a), Some(vec![3]));
+    assert_eq!(joined_of_last_epoch(&mut b), Some(vec![3]));
+    let mut first = joined_of_last_epoch(&mut c).unwrap();
+    first.sort_unstable();
+    assert_eq!(first, vec![1, 2]);
+
+    // B leaves: a new epoch nobody needs to be told about.
+    a.peer_left(20, 2);
+    c.peer_left(20, 2);
+    let c3 = commit_out(&mut a).unwrap();
+    a.commit_result(20, c3.epoch, true);
+    c.commit(20, 1, &c3.message);
+    assert_eq!(joined_of_last_epoch(&mut a), Some(vec![]));
+    assert_eq!(joined_of_last_epoch(&mut c), Some(vec![]));
+    same_group(&[&a, &c]);
 }

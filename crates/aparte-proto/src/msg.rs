@@ -69,10 +69,15 @@ pub enum ClientMsg {
         #[serde(default)]
         added: Vec<ParticipantId>,
     },
-    /// An MLS application message (base64) for every other group member.
+    /// An MLS application message (base64) for every other group member, or
+    /// only for those in `to`.
     MlsApp {
         /// Base64 of the MLS message.
         data: String,
+        /// The members it is for; empty means every other member. Ids not
+        /// in the group are skipped.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        to: Vec<ParticipantId>,
     },
     /// Host or moderator: let someone in from the lobby.
     Admit {
@@ -416,8 +421,14 @@ pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ParseError> {
         ClientMsg::Relay { payload, .. } if payload.len() > MAX_RELAY_BYTES => Err(
             ParseError::new(ErrorCode::TooLarge, "relay payload over its size limit"),
         ),
-        ClientMsg::MlsKeyPackage { data } | ClientMsg::MlsApp { data } if !is_base64(data) => Err(
-            ParseError::new(ErrorCode::InvalidField, "MLS data is not base64"),
+        ClientMsg::MlsKeyPackage { data } | ClientMsg::MlsApp { data, .. } if !is_base64(data) => {
+            Err(ParseError::new(
+                ErrorCode::InvalidField,
+                "MLS data is not base64",
+            ))
+        }
+        ClientMsg::MlsApp { to, .. } if to.len() > crate::MAX_PARTICIPANTS_PER_ROOM => Err(
+            ParseError::new(ErrorCode::TooLarge, "more recipients than a room holds"),
         ),
         ClientMsg::MlsCommit { data, welcome, .. }
             if !is_base64(data) || welcome.as_deref().is_some_and(|w| !is_base64(w)) =>
@@ -679,5 +690,37 @@ mod tests {
         );
         assert_eq!(code(&long), ErrorCode::TooLarge);
         assert_eq!(code(r#"{"v":1,"type":"admit"}"#), ErrorCode::BadMessage);
+        let crowd: Vec<String> = (0..=crate::MAX_PARTICIPANTS_PER_ROOM)
+            .map(|i| i.to_string())
+            .collect();
+        let crowd = format!(
+            r#"{{"v":1,"type":"mls_app","data":"AAAA","to":[{}]}}"#,
+            crowd.join(",")
+        );
+        assert_eq!(code(&crowd), ErrorCode::TooLarge);
+        assert_eq!(
+            code(r#"{"v":1,"type":"mls_app","data":"AAAA","to":["a"]}"#),
+            ErrorCode::BadMessage
+        );
+    }
+
+    #[test]
+    fn application_messages_name_their_recipients_or_none() {
+        let everyone = parse_client_msg(r#"{"v":1,"type":"mls_app","data":"AAAA"}"#);
+        assert_eq!(
+            everyone,
+            Ok(ClientMsg::MlsApp {
+                data: "AAAA".into(),
+                to: vec![]
+            })
+        );
+        let some = parse_client_msg(r#"{"v":1,"type":"mls_app","data":"AAAA","to":[3,5]}"#);
+        assert_eq!(
+            some,
+            Ok(ClientMsg::MlsApp {
+                data: "AAAA".into(),
+                to: vec![ParticipantId(3), ParticipantId(5)]
+            })
+        );
     }
 }

@@ -99,6 +99,15 @@ async fn the_server_handles_only_ciphertext() {
         assert!(rep.all_intact(), "{rep:?}");
         for (j, other) in bots.iter().enumerate().filter(|&(j, _)| j != i) {
             assert_eq!(rep.e2ee.name_of(other.id()).as_deref(), Some(names[j]));
+            // Once: a member announces itself to everyone when it enters the
+            // group, then only to those who join after it.
+            let announcements = rep
+                .e2ee
+                .messages
+                .iter()
+                .filter(|(from, text)| *from == other.id() && text.contains(r#""t":"state""#))
+                .count();
+            assert_eq!(announcements, 1, "{} heard {}", b.id(), other.id());
             assert!(frames(b, other.id(), TrackSource::Camera).await > 40);
         }
         for s in &rep.streams {

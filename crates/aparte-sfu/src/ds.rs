@@ -159,15 +159,23 @@ impl Ds {
         Ok(out)
     }
 
-    /// A member's application message, for every other member.
-    pub fn app(&self, from: ParticipantId, data: String) -> Result<Sends, ErrorCode> {
+    /// A member's application message, for every other member or, when `to`
+    /// names some, for those of them in the group.
+    pub fn app(
+        &self,
+        from: ParticipantId,
+        data: String,
+        to: &[ParticipantId],
+    ) -> Result<Sends, ErrorCode> {
         if !self.members.contains(&from) {
             return Err(ErrorCode::NotInGroup);
         }
+        let mut to = to.to_vec();
+        to.sort_unstable();
         Ok(self
             .members
             .iter()
-            .filter(|&&m| m != from)
+            .filter(|&&m| m != from && (to.is_empty() || to.binary_search(&m).is_ok()))
             .map(|&m| {
                 (
                     m,
@@ -234,7 +242,20 @@ mod tests {
             ds.commit(C, 2, "x".into(), None, &[]),
             Err(ErrorCode::NotInGroup)
         );
-        assert_eq!(ds.app(C, "x".into()), Err(ErrorCode::NotInGroup));
+        assert_eq!(ds.app(C, "x".into(), &[]), Err(ErrorCode::NotInGroup));
+    }
+
+    #[test]
+    fn application_messages_go_to_everyone_or_to_those_named() {
+        const D: ParticipantId = ParticipantId(4);
+        let mut ds = Ds::default();
+        ds.joined(A);
+        ds.members.extend([B, C]);
+        let to = |out: Sends| out.into_iter().map(|(p, _)| p).collect::<Vec<_>>();
+        assert_eq!(to(ds.app(A, "x".into(), &[]).expect("ok")), vec![B, C]);
+        // Only those named, never the sender, never someone outside the group.
+        assert_eq!(to(ds.app(A, "x".into(), &[C, A, D]).expect("ok")), vec![C]);
+        assert_eq!(to(ds.app(A, "x".into(), &[D]).expect("ok")), Vec::new());
     }
 
     #[test]

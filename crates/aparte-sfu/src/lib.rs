@@ -498,8 +498,8 @@ impl Sfu {
             } => {
                 self.with_ds(from, |ds| ds.commit(from, epoch, data, welcome, &added));
             }
-            ClientMsg::MlsApp { data } => {
-                self.with_ds(from, |ds| ds.app(from, data));
+            ClientMsg::MlsApp { data, to } => {
+                self.with_ds(from, |ds| ds.app(from, data, &to));
             }
             ClientMsg::Admit { peer } => self.control(from, Role::Moderator, |sfu, room| {
                 sfu.decide(now, room, peer, true)

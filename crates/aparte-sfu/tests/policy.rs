@@ -73,6 +73,7 @@ fn the_lobby_gives_nothing_until_admitted() {
         },
         ClientMsg::MlsApp {
             data: "AAAA".into(),
+            to: vec![],
         },
         ClientMsg::Admit { peer: gid },
         ClientMsg::Mute { peer: None },
