@@ -246,8 +246,9 @@ impl BotCore {
             // str0m releases complete frames past a gap once this many packets
             // wait (default 30); a frame repaired by retransmission after that
             // would be delivered out of order. A receiver that checks order holds
-            // more, as a decoder's jitter buffer would (the 2 s timeout still
-            // bounds the wait).
+            // more, as a decoder's jitter buffer would (str0m also gives up on a
+            // gap once a later frame is complete and the missing packets' NACKs
+            // have had their time).
             .set_reordering_size_video(300)
             .clear_codecs()
             .enable_opus(true, false)
@@ -256,6 +257,10 @@ impl BotCore {
         if let Ok(c) = Candidate::host(local, "udp") {
             rtc.add_local_candidate(c);
         }
+        // The ICE agent learns the time only from a timeout: until it has one it
+        // asks for no wake-up, so the checks an offer's candidates start would
+        // wait for whatever else woke the bot (seconds, in a quiet lobby).
+        let _ = rtc.handle_input(Input::Timeout(now));
         rtc
     }
 

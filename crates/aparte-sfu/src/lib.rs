@@ -377,6 +377,11 @@ impl Sfu {
                 Err(e) => warn!(%e, "media candidate refused"),
             }
         }
+        // Start the ICE agent's clock: without a first timeout it asks for no
+        // wake-up, and consent checks would wait for other traffic.
+        if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+            warn!(%e, "rtc refused its first timeout");
+        }
         let mut p = Participant::new(id, room.clone(), rtc, now);
         let seat = self.token();
 
