@@ -26,7 +26,7 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "25,50,100,150,200,250,300,400"
+        default_value = "25,50,100,150,200,250,300,350,400"
     )]
     steps: Vec<usize>,
     /// Seconds measured per step.
