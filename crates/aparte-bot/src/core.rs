@@ -259,7 +259,7 @@ impl BotCore {
         }
         // The ICE agent learns the time only from a timeout: until it has one it
         // asks for no wake-up, so the checks an offer's candidates start would
-        // wait for whatever else woke the bot (seconds, in a quiet lobby).
+        // wait for whatever else woke the bot (nothing, in a quiet lobby).
         let _ = rtc.handle_input(Input::Timeout(now));
         rtc
     }
