@@ -61,6 +61,14 @@ pub enum ErrorCode {
     /// The participant publishes more tracks than the server allows; the
     /// extra track is not forwarded.
     TooManyTracks,
+    /// The connection stayed idle longer than the server allows (no join, or
+    /// no sign of life); it is closed.
+    Timeout,
+    /// The server is at a limit shared by everyone (for example passcode
+    /// checks at once, or connections); try again shortly.
+    ServerBusy,
+    /// A quota was reached (for example persistent rooms); nothing was changed.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -91,6 +99,9 @@ impl ErrorCode {
             ErrorCode::Denied => "denied",
             ErrorCode::MeetingEnded => "meeting_ended",
             ErrorCode::TooManyTracks => "too_many_tracks",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 }

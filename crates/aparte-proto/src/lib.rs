@@ -35,6 +35,16 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Largest opaque relay payload, in bytes.
 pub const MAX_RELAY_BYTES: usize = 16 * 1024;
 
+/// Largest MLS application message (base64), in bytes. A chat message of
+/// 2,000 characters of four-byte UTF-8 is about 11 KB once sealed and
+/// encoded. Application messages are copied to every member, so their bound
+/// is far below [`MAX_MESSAGE_BYTES`], which commits and Welcomes need.
+pub const MAX_APP_BYTES: usize = 32 * 1024;
+
+/// Largest MLS key package (base64), in bytes. Ours are under 1 KB; anyone
+/// waiting to join may send one, and it is copied to every member.
+pub const MAX_KEY_PACKAGE_BYTES: usize = 8 * 1024;
+
 /// Most participants a server can be configured to hold in one room (a
 /// broadcast to hundreds). The MLS Welcome grows with the group: about
 /// 250 bytes of ratchet tree per member by estimate, so ~170 KB of base64 at

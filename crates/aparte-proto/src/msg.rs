@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ErrorCode, ParseError};
 use crate::ids::{ParticipantId, RoomId, Token};
 use crate::{
-    MAX_LOBBY_NAME_BYTES, MAX_MESSAGE_BYTES, MAX_PASSCODE_BYTES, MAX_RELAY_BYTES, PROTOCOL_VERSION,
+    MAX_APP_BYTES, MAX_KEY_PACKAGE_BYTES, MAX_LOBBY_NAME_BYTES, MAX_MESSAGE_BYTES,
+    MAX_PASSCODE_BYTES, MAX_RELAY_BYTES, PROTOCOL_VERSION,
 };
 
 /// A message a client sends to the server.
@@ -421,6 +422,13 @@ pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ParseError> {
         ClientMsg::Relay { payload, .. } if payload.len() > MAX_RELAY_BYTES => Err(
             ParseError::new(ErrorCode::TooLarge, "relay payload over its size limit"),
         ),
+        ClientMsg::MlsApp { data, .. } if data.len() > MAX_APP_BYTES => Err(ParseError::new(
+            ErrorCode::TooLarge,
+            "application message over its size limit",
+        )),
+        ClientMsg::MlsKeyPackage { data } if data.len() > MAX_KEY_PACKAGE_BYTES => Err(
+            ParseError::new(ErrorCode::TooLarge, "key package over its size limit"),
+        ),
         ClientMsg::MlsKeyPackage { data } | ClientMsg::MlsApp { data, .. } if !is_base64(data) => {
             Err(ParseError::new(
                 ErrorCode::InvalidField,
@@ -575,6 +583,26 @@ impl ServerMsg {
         to_wire(self)
     }
 
+    /// About how many bytes this message takes on the wire: its variable
+    /// fields plus a constant for the rest. Queues towards a client are
+    /// bounded with it, without serializing twice.
+    pub fn wire_len(&self) -> usize {
+        const FIXED: usize = 96;
+        FIXED
+            + match self {
+                ServerMsg::Offer { sdp, tracks, .. } => sdp.len() + tracks.len() * 48,
+                ServerMsg::Relay { payload, .. } => payload.len(),
+                ServerMsg::MlsJoinRequest { data, .. }
+                | ServerMsg::MlsCommit { data, .. }
+                | ServerMsg::MlsWelcome { data }
+                | ServerMsg::MlsApp { data, .. } => data.len(),
+                ServerMsg::LobbyRequest { name, .. } => name.as_ref().map_or(0, String::len),
+                ServerMsg::Welcome { peers, .. } => peers.len() * 40,
+                ServerMsg::Error { message, .. } => message.len(),
+                _ => 0,
+            }
+    }
+
     /// An error message with its code and detail.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         ServerMsg::Error {
@@ -668,6 +696,16 @@ mod tests {
             "a".repeat(MAX_RELAY_BYTES + 1)
         );
         assert_eq!(code(&relay), ErrorCode::TooLarge);
+        let app = format!(
+            r#"{{"v":1,"type":"mls_app","data":"{}"}}"#,
+            "A".repeat(crate::MAX_APP_BYTES + 1)
+        );
+        assert_eq!(code(&app), ErrorCode::TooLarge);
+        let kp = format!(
+            r#"{{"v":1,"type":"mls_key_package","data":"{}"}}"#,
+            "A".repeat(crate::MAX_KEY_PACKAGE_BYTES + 1)
+        );
+        assert_eq!(code(&kp), ErrorCode::TooLarge);
         assert_eq!(
             code(r#"{"v":1,"type":"mls_app","data":"not base64!"}"#),
             ErrorCode::InvalidField

@@ -87,6 +87,44 @@ pub struct Args {
     #[arg(long, env = "APARTE_MAX_LOBBY")]
     pub max_lobby: Option<usize>,
 
+    /// Most people from one network (an IPv4 address, an IPv6 /64) waiting
+    /// in one room's lobby; raise it where many join through one NAT.
+    /// [default: 10]
+    #[arg(long, env = "APARTE_MAX_LOBBY_PER_ADDRESS")]
+    pub max_lobby_per_address: Option<usize>,
+
+    /// Most open connections (HTTP and WebSocket) at once. [default: 4096]
+    #[arg(long, env = "APARTE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most open connections from one network (an IPv4 address, an IPv6
+    /// /64). [default: 64]
+    #[arg(long, env = "APARTE_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
+
+    /// Seconds a connection may stay idle: to send its HTTP headers, to
+    /// finish a TLS handshake, to join after opening a WebSocket, between
+    /// two HTTP requests. A WebSocket silent for three times this (not even
+    /// answering pings) is closed. [default: 20]
+    #[arg(long, env = "APARTE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+
+    /// Most persistent rooms the server keeps. [default: 10000]
+    #[arg(long, env = "APARTE_MAX_PERSISTENT_ROOMS")]
+    pub max_persistent_rooms: Option<usize>,
+
+    /// Host names this server answers to (the Host header), e.g.
+    /// meet.example.org; repeat or comma-separate. localhost and IP
+    /// addresses are always accepted. Any other name is refused, which
+    /// stops DNS-rebinding attacks.
+    #[arg(
+        long = "public-name",
+        env = "APARTE_PUBLIC_NAME",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub public_name: Vec<String>,
+
     /// Join attempts allowed per client address per minute. [default: 60]
     #[arg(long, env = "APARTE_JOIN_RATE")]
     pub join_rate: Option<u32>,
@@ -183,6 +221,18 @@ pub struct Config {
     pub max_tracks: usize,
     /// Lobby size per room.
     pub max_lobby: usize,
+    /// Lobby places per network per room.
+    pub max_lobby_per_address: usize,
+    /// Open connections, server-wide.
+    pub max_connections: usize,
+    /// Open connections per network.
+    pub max_connections_per_address: usize,
+    /// How long a connection may stay idle (see `Args::idle_timeout`).
+    pub idle_timeout: std::time::Duration,
+    /// Persistent rooms, server-wide.
+    pub max_persistent_rooms: usize,
+    /// Host names besides localhost and IP addresses (lowercase, no port).
+    pub public_names: Vec<String>,
     /// Joins per address per minute.
     pub join_rate: u32,
     /// Messages per connection per second.
@@ -215,6 +265,12 @@ impl Default for Config {
             max_participants: aparte_proto::DEFAULT_PARTICIPANTS_PER_ROOM,
             max_tracks: aparte_proto::TrackSource::ALL.len(),
             max_lobby: 50,
+            max_lobby_per_address: 10,
+            max_connections: 4096,
+            max_connections_per_address: 64,
+            idle_timeout: std::time::Duration::from_secs(20),
+            max_persistent_rooms: 10_000,
+            public_names: Vec::new(),
             join_rate: 60,
             message_rate: 50,
             passcode_rate: 5,
@@ -273,6 +329,30 @@ impl Config {
                 .unwrap_or(d.max_participants),
             max_tracks: args.max_tracks.or(file.max_tracks).unwrap_or(d.max_tracks),
             max_lobby: args.max_lobby.or(file.max_lobby).unwrap_or(d.max_lobby),
+            max_lobby_per_address: args
+                .max_lobby_per_address
+                .or(file.max_lobby_per_address)
+                .unwrap_or(d.max_lobby_per_address),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(d.max_connections),
+            max_connections_per_address: args
+                .max_connections_per_address
+                .or(file.max_connections_per_address)
+                .unwrap_or(d.max_connections_per_address),
+            idle_timeout: args
+                .idle_timeout
+                .or(file.idle_timeout)
+                .map_or(d.idle_timeout, std::time::Duration::from_secs),
+            max_persistent_rooms: args
+                .max_persistent_rooms
+                .or(file.max_persistent_rooms)
+                .unwrap_or(d.max_persistent_rooms),
+            public_names: pick_vec(args.public_name, file.public_name)
+                .into_iter()
+                .map(|n| n.trim().trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
             join_rate: args.join_rate.or(file.join_rate).unwrap_or(d.join_rate),
             message_rate: args
                 .message_rate
@@ -323,6 +403,24 @@ impl Config {
             self.join_rate > 0 && self.message_rate > 0 && self.passcode_rate > 0,
             "rates are at least 1"
         );
+        anyhow::ensure!(
+            self.max_lobby_per_address >= 1
+                && self.max_connections >= 1
+                && self.max_connections_per_address >= 1,
+            "connection and lobby limits are at least 1"
+        );
+        anyhow::ensure!(
+            (1..=3600).contains(&self.idle_timeout.as_secs()),
+            "idle_timeout is 1 to 3600 seconds"
+        );
+        for n in &self.public_names {
+            anyhow::ensure!(
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+                "public name {n:?} is not a host name (no scheme, no port)"
+            );
+        }
         for o in &self.allowed_origins {
             anyhow::ensure!(
                 o.starts_with("https://") || o.starts_with("http://"),

@@ -18,6 +18,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::limits::RateLimiter;
 use crate::media::MediaCmd;
+use crate::passcode::Passcodes;
 use crate::storage::Storage;
 
 mod assets {
@@ -44,13 +45,22 @@ pub struct Shared {
     pub storage: Storage,
     /// The running configuration.
     pub config: Config,
-    /// Join attempts per client address.
+    /// Join attempts per client network ([`crate::limits::network_of`]).
     pub join_limiter: RateLimiter<IpAddr>,
-    /// Wrong passcodes per room.
+    /// Passcode guesses per room.
     pub passcode_by_room: RateLimiter<RoomId>,
-    /// Wrong passcodes per client address.
+    /// Passcode guesses per client network.
     pub passcode_by_addr: RateLimiter<IpAddr>,
+    /// Passcode changes per room.
+    pub passcode_sets_by_room: RateLimiter<RoomId>,
+    /// Passcode changes per client network.
+    pub passcode_sets_by_addr: RateLimiter<IpAddr>,
+    /// The argon2 workers.
+    pub passcodes: Passcodes,
 }
+
+/// Passcode changes allowed per room, and per network, per minute.
+pub const PASSCODE_SETS_PER_MINUTE: u32 = 10;
 
 impl Shared {
     /// State for a server with this configuration and these services.
@@ -63,6 +73,9 @@ impl Shared {
             join_limiter: RateLimiter::new(config.join_rate, minute),
             passcode_by_room: RateLimiter::new(config.passcode_rate, minute),
             passcode_by_addr: RateLimiter::new(config.passcode_rate, minute),
+            passcode_sets_by_room: RateLimiter::new(PASSCODE_SETS_PER_MINUTE, minute),
+            passcode_sets_by_addr: RateLimiter::new(PASSCODE_SETS_PER_MINUTE, minute),
+            passcodes: Passcodes::start(),
             config,
         }
     }

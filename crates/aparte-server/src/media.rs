@@ -3,6 +3,8 @@
 //! [`MediaCmd`]s and hear back through their [`ConnEvent`] channel.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg};
@@ -31,7 +33,7 @@ pub enum MediaCmd {
         /// The join, checked as far as the connection could.
         req: JoinRequest,
         /// Where the participant's messages go.
-        conn: mpsc::Sender<ConnEvent>,
+        conn: ConnTx,
         /// Where the join landed, or why it was refused.
         reply: oneshot::Sender<Result<Admission, JoinError>>,
     },
@@ -63,6 +65,81 @@ pub enum ConnEvent {
     Msg(ServerMsg),
     /// Close the connection, after an error with this code if there is one.
     Close(Option<ErrorCode>),
+}
+
+/// Messages queued towards one client before it counts as too slow.
+pub const CONN_QUEUE: usize = 1024;
+
+/// Bytes queued towards one client before it counts as too slow. Counted
+/// with [`ServerMsg::wire_len`]; the largest message (an offer for a full
+/// room, a Welcome) is well under it.
+pub const CONN_QUEUE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The media loop's end of a connection's queue, bounded in messages and in
+/// bytes: a client that does not read is dropped, not allowed to grow memory.
+#[derive(Debug, Clone)]
+pub struct ConnTx {
+    tx: mpsc::Sender<(ConnEvent, usize)>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The connection's end of its queue.
+#[derive(Debug)]
+pub struct ConnRx {
+    rx: mpsc::Receiver<(ConnEvent, usize)>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A new connection queue.
+pub fn conn_queue() -> (ConnTx, ConnRx) {
+    let (tx, rx) = mpsc::channel(CONN_QUEUE);
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        ConnTx {
+            tx,
+            queued: queued.clone(),
+        },
+        ConnRx { rx, queued },
+    )
+}
+
+impl ConnTx {
+    /// Queues `msg`. False when the client is too slow (its queue is full, in
+    /// messages or in bytes) or gone; the message is then not queued.
+    pub fn send(&self, msg: ServerMsg) -> bool {
+        let len = msg.wire_len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len > CONN_QUEUE_BYTES {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        match self.tx.try_send((ConnEvent::Msg(msg), len)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.queued.fetch_sub(len, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Asks the connection to close (after an error with `code`). A client
+    /// too slow to take even this is closed when the last sender goes.
+    pub fn close(&self, code: Option<ErrorCode>) {
+        let _ = self.tx.try_send((ConnEvent::Close(code), 0));
+    }
+
+    /// Bytes queued and not yet taken by the connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+impl ConnRx {
+    /// The next event; `None` once every sender is gone and the queue empty.
+    pub async fn recv(&mut self) -> Option<ConnEvent> {
+        let (ev, len) = self.rx.recv().await?;
+        self.queued.fetch_sub(len, Ordering::Relaxed);
+        Some(ev)
+    }
 }
 
 /// Where the media loop sends persistent rooms' settings to be stored.
@@ -134,7 +211,7 @@ async fn run(
     if let Some(tap) = tap {
         sfu.set_tap(tap);
     }
-    let mut conns: HashMap<ParticipantId, mpsc::Sender<ConnEvent>> = HashMap::new();
+    let mut conns: HashMap<ParticipantId, ConnTx> = HashMap::new();
     let mut rx = udp::Receiver::default();
     let mut tx = udp::Sender::default();
     info!(media = %local, "media loop started");
@@ -214,11 +291,7 @@ fn write_out(udp: &UdpSocket, tx: &mut udp::Sender) {
     }
 }
 
-fn handle_cmd(
-    sfu: &mut Sfu,
-    conns: &mut HashMap<ParticipantId, mpsc::Sender<ConnEvent>>,
-    cmd: MediaCmd,
-) {
+fn handle_cmd(sfu: &mut Sfu, conns: &mut HashMap<ParticipantId, ConnTx>, cmd: MediaCmd) {
     let now = Instant::now();
     match cmd {
         MediaCmd::Join { req, conn, reply } => match sfu.join(now, req) {
@@ -248,7 +321,7 @@ fn handle_cmd(
 fn flush(
     sfu: &mut Sfu,
     tx: &mut udp::Sender,
-    conns: &mut HashMap<ParticipantId, mpsc::Sender<ConnEvent>>,
+    conns: &mut HashMap<ParticipantId, ConnTx>,
     persist: &PersistTx,
 ) {
     let mut slow = Vec::new();
@@ -262,7 +335,7 @@ fn flush(
                 } => tx.push(destination, contents),
                 Output::Signal { to, msg } => {
                     if let Some(conn) = conns.get(&to) {
-                        if conn.try_send(ConnEvent::Msg(msg)).is_err() {
+                        if !conn.send(msg) {
                             // A connection that cannot keep up with signaling
                             // is dropped rather than allowed to grow memory.
                             slow.push(to);
@@ -271,7 +344,7 @@ fn flush(
                 }
                 Output::Close { who, code } => {
                     if let Some(conn) = conns.remove(&who) {
-                        let _ = conn.try_send(ConnEvent::Close(code));
+                        conn.close(code);
                     }
                 }
                 Output::Persist { room, stored } => {
@@ -287,8 +360,12 @@ fn flush(
         let now = Instant::now();
         for who in slow.drain(..) {
             if let Some(conn) = conns.remove(&who) {
-                warn!(participant = %who, "signaling connection too slow; removed");
-                let _ = conn.try_send(ConnEvent::Close(Some(ErrorCode::Internal)));
+                warn!(
+                    participant = %who,
+                    queued_bytes = conn.queued_bytes(),
+                    "signaling connection too slow; removed"
+                );
+                conn.close(Some(ErrorCode::Internal));
                 sfu.leave(now, who);
             }
         }

@@ -1,100 +1,151 @@
 //! One WebSocket signaling connection: parses what the client sends into
 //! typed messages (answering refusals with typed errors), applies the limits
-//! that need no room state (message rate, join attempts per address, wrong
-//! passcodes), does the work that must stay off the media loop (loading a
-//! persistent room, argon2), and passes the rest to the media loop.
+//! that need no room state (messages and bytes per connection, with a close
+//! for floods; join attempts per network; passcode guesses and changes; idle
+//! and half-open timeouts), does the work that must stay off the media loop
+//! (loading a persistent room, argon2 through the passcode pool), and passes
+//! the rest to the media loop.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, Role, ServerMsg, parse_client_msg};
+use aparte_proto::{
+    ClientMsg, ErrorCode, ParticipantId, Role, RoomId, ServerMsg, parse_client_msg,
+};
 use aparte_sfu::{Admission, JoinError, JoinRequest, RoomUpdate};
-use axum::extract::ws::{Message, WebSocket};
-use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
 
 use crate::http::Shared;
-use crate::limits::Bucket;
-use crate::media::{ConnEvent, MediaCmd};
+use crate::limits::{Flow, Verdict, network_of};
+use crate::media::{ConnEvent, ConnTx, MediaCmd, conn_queue};
 
-/// Messages queued towards one client before it counts as too slow.
-const CONN_QUEUE: usize = 256;
+/// Bytes per second a connection may send, in bursts of twice that. A
+/// browser's answers, commits and Welcomes stay far below; a client that
+/// keeps sending more is flooding.
+pub const BYTE_RATE: u32 = 512 * 1024;
 
 /// One connection's state.
 struct Conn {
     shared: Arc<Shared>,
-    ip: IpAddr,
-    tx: mpsc::Sender<ConnEvent>,
+    /// The client's network (its address; an IPv6 address's /64).
+    net: IpAddr,
+    /// The queue the media loop writes to, until a participant owns it.
+    tx: Option<ConnTx>,
     /// The participant (admitted or waiting) behind this connection.
     me: Option<ParticipantId>,
+    /// Its room.
+    room: Option<RoomId>,
     /// Its role, as the server last told it.
     role: Role,
-    bucket: Bucket,
+    flow: Flow,
     /// When the client was last told it is sending too fast.
     limited_notice: Option<Instant>,
 }
 
 /// Serves one signaling connection until it closes.
 pub async fn connection(mut socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) {
-    let (tx, mut rx) = mpsc::channel::<ConnEvent>(CONN_QUEUE);
+    let (tx, mut rx) = conn_queue();
     info!(
         client = %shared.config.show_address(ip),
         "signaling connection opened"
     );
-    let burst = f64::from(shared.config.message_rate) * 2.0;
+    let opened = Instant::now();
+    let idle = shared.config.idle_timeout;
+    // How long one write to the client may take, and how long it may stay
+    // silent (pongs included) before it counts as gone.
+    let stall = idle * 3;
     let mut conn = Conn {
+        flow: Flow::new(shared.config.message_rate, BYTE_RATE, opened),
         shared,
-        ip,
-        tx,
+        net: network_of(ip),
+        tx: Some(tx),
         me: None,
+        room: None,
         role: Role::Guest,
-        bucket: Bucket::full(burst, Instant::now()),
         limited_notice: None,
     };
-    loop {
+    let mut heard = opened;
+    let mut pinged = opened;
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let end = loop {
         tokio::select! {
             m = socket.recv() => {
-                let text = match m {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Binary(_))) => {
-                        let e = ServerMsg::error(ErrorCode::BadMessage, "binary messages are not part of the protocol");
-                        if send(&mut socket, &e).await.is_err() { break }
+                let now = Instant::now();
+                heard = now;
+                let (len, text) = match m {
+                    Some(Ok(Message::Text(t))) => (t.len(), Ok(t)),
+                    Some(Ok(Message::Binary(b))) => (b.len(), Err(true)),
+                    // Control frames count against the rate like any other:
+                    // the library answers pings by itself, so a ping flood
+                    // would otherwise be free.
+                    Some(Ok(Message::Ping(p) | Message::Pong(p))) => (p.len(), Err(false)),
+                    Some(Ok(Message::Close(_))) | None => break End::Quiet,
+                    Some(Err(e)) => break End::from_error(&e),
+                };
+                match conn.flow.admit(now, len) {
+                    Verdict::Pass => {}
+                    Verdict::Drop => {
+                        if let Some(notice) = conn.rate_notice(now) {
+                            if send(&mut socket, &notice, stall).await.is_err() { break End::Quiet }
+                        }
                         continue;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => continue,
-                };
-                let reply = if conn.over_rate() {
-                    conn.rate_notice()
-                } else {
-                    match parse_client_msg(text.as_str()) {
+                    Verdict::Close => break End::Flood,
+                }
+                let reply = match text {
+                    Ok(text) => match parse_client_msg(text.as_str()) {
                         Err(e) => Some(ServerMsg::error(e.code, e.detail)),
                         Ok(msg) => conn.handle(msg).await,
-                    }
+                    },
+                    Err(true) => Some(ServerMsg::error(
+                        ErrorCode::BadMessage,
+                        "binary messages are not part of the protocol",
+                    )),
+                    Err(false) => continue,
                 };
                 if let Some(reply) = reply {
-                    if send(&mut socket, &reply).await.is_err() { break }
+                    if send(&mut socket, &reply, stall).await.is_err() { break End::Quiet }
                 }
             }
             ev = rx.recv() => match ev {
                 Some(ConnEvent::Msg(m)) => {
                     conn.observe(&m);
-                    if send(&mut socket, &m).await.is_err() { break }
+                    if send(&mut socket, &m, stall).await.is_err() { break End::Quiet }
                 }
                 Some(ConnEvent::Close(code)) => {
                     // The media loop already removed the participant.
                     conn.me = None;
                     if let Some(code) = code {
-                        let _ = send(&mut socket, &ServerMsg::error(code, close_reason(code))).await;
+                        let _ = send(&mut socket, &ServerMsg::error(code, close_reason(code)), stall).await;
                     }
-                    let _ = socket.send(Message::Close(None)).await;
-                    break;
+                    break End::Normal;
                 }
-                None => break,
+                None => break End::Quiet,
             },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if conn.me.is_none() && now.duration_since(opened) >= idle {
+                    // Nobody joined: a connection that only holds a socket.
+                    break End::Timeout;
+                }
+                if now.duration_since(heard) >= stall {
+                    // Not even a pong: the client is gone (half-open).
+                    break End::Dead;
+                }
+                if now.duration_since(pinged) >= idle {
+                    pinged = now;
+                    if timed(&mut socket, Message::Ping(Default::default()), stall).await.is_err() {
+                        break End::Quiet;
+                    }
+                }
+            }
         }
-    }
+    };
+    end.finish(&mut socket).await;
     if let Some(who) = conn.me {
         let _ = conn
             .shared
@@ -104,16 +155,64 @@ pub async fn connection(mut socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) 
     }
 }
 
-impl Conn {
-    fn over_rate(&mut self) -> bool {
-        let rate = f64::from(self.shared.config.message_rate);
-        !self.bucket.take(Instant::now(), rate, rate * 2.0)
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The client closed it, or the socket failed: nothing more to say.
+    Quiet,
+    /// The server ends it (an error was already sent when there was one).
+    Normal,
+    /// A message over the transport limit: close code 1009.
+    TooBig,
+    /// A sustained flood: `rate_limited`, close code 1008.
+    Flood,
+    /// No join in time: `timeout`, close code 1008.
+    Timeout,
+    /// Nothing heard, not even a pong, for three idle timeouts.
+    Dead,
+}
+
+impl End {
+    fn from_error(e: &axum::Error) -> End {
+        let too_big = std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+            .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)));
+        if too_big { End::TooBig } else { End::Quiet }
     }
 
+    async fn finish(self, socket: &mut WebSocket) {
+        let (code, reason, error) = match self {
+            End::Quiet | End::Dead => return,
+            End::Normal => (close_code::NORMAL, "", None),
+            End::TooBig => (close_code::SIZE, "message too large", None),
+            End::Flood => (
+                close_code::POLICY,
+                "too many messages",
+                Some(ErrorCode::RateLimited),
+            ),
+            End::Timeout => (close_code::POLICY, "idle", Some(ErrorCode::Timeout)),
+        };
+        // A client that does not read cannot hold this task: the last words
+        // are given a moment, then the socket is dropped.
+        let grace = Duration::from_secs(1);
+        if let Some(code) = error {
+            let _ = send(socket, &ServerMsg::error(code, close_reason(code)), grace).await;
+        }
+        if self != End::Normal {
+            debug!(end = ?self, "signaling connection closed by the server");
+        }
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = timed(socket, Message::Close(Some(frame)), grace).await;
+    }
+}
+
+impl Conn {
     /// One `rate_limited` error per second at most: a flood of messages must
     /// not become a flood of replies.
-    fn rate_notice(&mut self) -> Option<ServerMsg> {
-        let now = Instant::now();
+    fn rate_notice(&mut self, now: Instant) -> Option<ServerMsg> {
         if self
             .limited_notice
             .is_some_and(|t| now.saturating_duration_since(t).as_secs() < 1)
@@ -159,6 +258,7 @@ impl Conn {
                     name,
                     passcode_checked: None,
                     stored: None,
+                    network: Some(self.net),
                 };
                 self.join(req, passcode).await
             }
@@ -171,29 +271,8 @@ impl Conn {
                 },
                 Some(from),
             ) => {
-                if self.role != Role::Host {
-                    return Some(ServerMsg::error(
-                        ErrorCode::Forbidden,
-                        "only the host sets the passcode",
-                    ));
-                }
-                let verifier = if passcode.is_empty() {
-                    None
-                } else {
-                    match tokio::task::spawn_blocking(move || crate::passcode::hash(&passcode))
-                        .await
-                    {
-                        Ok(Ok(v)) => Some(v),
-                        _ => return Some(internal()),
-                    }
-                };
-                let update = RoomUpdate {
-                    lobby,
-                    locked,
-                    persistent,
-                    passcode: Some(verifier),
-                };
-                self.to_media(from, MediaCmd::Update { from, update }).await
+                self.set_passcode(from, lobby, locked, persistent, passcode)
+                    .await
             }
             (ClientMsg::Join { .. }, Some(_)) => Some(ServerMsg::error(
                 ErrorCode::AlreadyJoined,
@@ -207,6 +286,52 @@ impl Conn {
         }
     }
 
+    /// A host sets (or clears) the passcode: hashed by the pool, at a rate
+    /// per room and per network, then applied by the media loop.
+    async fn set_passcode(
+        &mut self,
+        from: ParticipantId,
+        lobby: Option<bool>,
+        locked: Option<bool>,
+        persistent: Option<bool>,
+        passcode: String,
+    ) -> Option<ServerMsg> {
+        if self.role != Role::Host {
+            return Some(ServerMsg::error(
+                ErrorCode::Forbidden,
+                "only the host sets the passcode",
+            ));
+        }
+        let verifier = if passcode.is_empty() {
+            None
+        } else {
+            let s = &self.shared;
+            let now = Instant::now();
+            let room_ok = self
+                .room
+                .as_ref()
+                .is_none_or(|r| s.passcode_sets_by_room.allow(r, now));
+            if !s.passcode_sets_by_addr.allow(&self.net, now) || !room_ok {
+                return Some(ServerMsg::error(
+                    ErrorCode::RateLimited,
+                    "the passcode was changed too often; wait a minute",
+                ));
+            }
+            match s.passcodes.hash(passcode).await {
+                Ok(Some(v)) => Some(v),
+                Ok(None) => return Some(internal()),
+                Err(crate::passcode::Busy) => return Some(busy()),
+            }
+        };
+        let update = RoomUpdate {
+            lobby,
+            locked,
+            persistent,
+            passcode: Some(verifier),
+        };
+        self.to_media(from, MediaCmd::Update { from, update }).await
+    }
+
     /// Passes `from`'s command to the media loop that runs its room.
     async fn to_media(&self, from: ParticipantId, cmd: MediaCmd) -> Option<ServerMsg> {
         if self.shared.media_of(from).send(cmd).await.is_err() {
@@ -218,12 +343,15 @@ impl Conn {
     /// Joins: limits, the stored room, the passcode, then the media loop.
     async fn join(&mut self, mut req: JoinRequest, passcode: Option<String>) -> Option<ServerMsg> {
         let now = Instant::now();
-        if !self.shared.join_limiter.allow(&self.ip, now) {
+        if !self.shared.join_limiter.allow(&self.net, now) {
             return Some(ServerMsg::error(
                 ErrorCode::RateLimited,
                 "too many join attempts from your network; wait a minute",
             ));
         }
+        let Some(tx) = self.tx.clone() else {
+            return Some(internal());
+        };
         let storage = self.shared.storage.clone();
         let room = req.room.clone();
         req.stored = match tokio::task::spawn_blocking(move || storage.load(&room)).await {
@@ -239,7 +367,7 @@ impl Conn {
             let (reply, answer) = oneshot::channel();
             let cmd = MediaCmd::Join {
                 req: req.clone(),
-                conn: self.tx.clone(),
+                conn: tx.clone(),
                 reply,
             };
             if self
@@ -254,6 +382,10 @@ impl Conn {
             let verifier = match answer.await {
                 Ok(Ok(Admission::Admitted(id) | Admission::Waiting(id))) => {
                     self.me = Some(id);
+                    self.room = Some(req.room.clone());
+                    // The participant owns the queue now: when the media
+                    // loop lets go of it, the connection ends.
+                    self.tx = None;
                     return None;
                 }
                 Ok(Err(JoinError::Passcode(v))) => v,
@@ -266,29 +398,13 @@ impl Conn {
                     close_reason(ErrorCode::PasscodeRequired),
                 ));
             };
-            let now = Instant::now();
-            let s = &self.shared;
-            if !s.passcode_by_room.would_allow(&req.room, now)
-                || !s.passcode_by_addr.would_allow(&self.ip, now)
-            {
-                return Some(ServerMsg::error(
-                    ErrorCode::RateLimited,
-                    "too many wrong passcodes; wait a minute",
-                ));
-            }
-            let v = verifier.clone();
-            let ok = tokio::task::spawn_blocking(move || crate::passcode::verify(&given, &v))
+            match self
+                .check_passcode(&req.room, given, verifier.clone())
                 .await
-                .unwrap_or(false);
-            if !ok {
-                s.passcode_by_room.allow(&req.room, now);
-                s.passcode_by_addr.allow(&self.ip, now);
-                return Some(ServerMsg::error(
-                    ErrorCode::WrongPasscode,
-                    close_reason(ErrorCode::WrongPasscode),
-                ));
+            {
+                Ok(()) => req.passcode_checked = Some(verifier),
+                Err(refusal) => return Some(refusal),
             }
-            req.passcode_checked = Some(verifier);
         }
         // The passcode changed between the two rounds.
         Some(ServerMsg::error(
@@ -296,10 +412,59 @@ impl Conn {
             close_reason(ErrorCode::PasscodeRequired),
         ))
     }
+
+    /// Checks a passcode guess. The guess is counted *before* argon2 runs, per
+    /// network and per room, so concurrent guesses cannot all slip through a
+    /// check made before any of them failed; a right guess is given back.
+    async fn check_passcode(
+        &self,
+        room: &RoomId,
+        given: String,
+        verifier: Arc<str>,
+    ) -> Result<(), ServerMsg> {
+        let s = &self.shared;
+        let now = Instant::now();
+        // The network first: a network over its limit spends none of the
+        // room's guesses.
+        if !s.passcode_by_addr.allow(&self.net, now) {
+            return Err(ServerMsg::error(
+                ErrorCode::RateLimited,
+                "too many wrong passcodes; wait a minute",
+            ));
+        }
+        if !s.passcode_by_room.allow(room, now) {
+            s.passcode_by_addr.refund(&self.net);
+            return Err(ServerMsg::error(
+                ErrorCode::RateLimited,
+                "too many wrong passcodes; wait a minute",
+            ));
+        }
+        match s.passcodes.verify(given, verifier).await {
+            Ok(true) => {
+                s.passcode_by_addr.refund(&self.net);
+                s.passcode_by_room.refund(room);
+                Ok(())
+            }
+            Ok(false) => Err(ServerMsg::error(
+                ErrorCode::WrongPasscode,
+                close_reason(ErrorCode::WrongPasscode),
+            )),
+            Err(crate::passcode::Busy) => {
+                // Not checked, so not counted.
+                s.passcode_by_addr.refund(&self.net);
+                s.passcode_by_room.refund(room);
+                Err(busy())
+            }
+        }
+    }
 }
 
 fn internal() -> ServerMsg {
     ServerMsg::error(ErrorCode::Internal, "the media service is unavailable")
+}
+
+fn busy() -> ServerMsg {
+    ServerMsg::error(ErrorCode::ServerBusy, close_reason(ErrorCode::ServerBusy))
 }
 
 fn close_reason(code: ErrorCode) -> &'static str {
@@ -313,10 +478,22 @@ fn close_reason(code: ErrorCode) -> &'static str {
         ErrorCode::MeetingEnded => "the host ended the meeting",
         ErrorCode::ConnectionLost => "the media connection was lost",
         ErrorCode::InvalidSdp => "the answer did not match the offer",
+        ErrorCode::RateLimited => "too many messages: the connection is closed",
+        ErrorCode::Timeout => "the connection was idle too long",
+        ErrorCode::ServerBusy => "the server is busy; try again in a moment",
         _ => "the server closed the connection",
     }
 }
 
-async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> Result<(), axum::Error> {
-    socket.send(Message::Text(msg.to_json().into())).await
+/// Sends one message, giving up after `within`: a client that stops reading
+/// must not hold the connection's task (and its memory) forever.
+async fn send(socket: &mut WebSocket, msg: &ServerMsg, within: Duration) -> Result<(), ()> {
+    timed(socket, Message::Text(msg.to_json().into()), within).await
+}
+
+async fn timed(socket: &mut WebSocket, msg: Message, within: Duration) -> Result<(), ()> {
+    match tokio::time::timeout(within, socket.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
 }

@@ -59,7 +59,8 @@ async fn the_server_handles_only_ciphertext() {
         b.connected(Duration::from_secs(10)).await.unwrap();
     }
     // Everyone ends up in one group with the same code and reads everyone's name.
-    let all: Vec<ParticipantId> = bots.iter().map(Bot::id).collect();
+    let mut all: Vec<ParticipantId> = bots.iter().map(Bot::id).collect();
+    all.sort();
     let converged = eventually(Duration::from_secs(10), || async {
         let mut codes = Vec::new();
         for b in &bots {

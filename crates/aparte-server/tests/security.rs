@@ -212,8 +212,10 @@ async fn message_size_and_rate_limits_answer_and_the_room_goes_on() {
         "x".repeat(70_000)
     );
     assert_eq!(error_for(&mut ws, &big).await.0, ErrorCode::TooLarge);
-    // A flood: 100 messages at once against 10/s (bursts of 20).
-    for _ in 0..100 {
+    // A burst: 35 messages at once against 10/s (bursts of 20). Past the
+    // burst they are dropped; 15 dropped is not yet a flood that closes the
+    // connection (the abuse tests show that one).
+    for _ in 0..35 {
         send(
             &mut ws,
             r#"{"v":1,"type":"relay","to":999999,"payload":"x"}"#,

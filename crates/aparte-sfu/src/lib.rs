@@ -54,10 +54,13 @@
 
 #![forbid(unsafe_code)]
 
+mod budget;
+mod controls;
 mod ds;
 mod forward;
 mod participant;
 mod policy;
+mod routing;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -71,13 +74,12 @@ use rand::{RngCore, SeedableRng};
 use str0m::crypto::{CryptoProvider, from_feature_flags};
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 
 use participant::{AnswerError, Participant, TrackKey};
 pub use policy::{Admission, JoinError, JoinRequest, RoomSettings, RoomUpdate, StoredRoom};
-use policy::{Gate, Policy, Waiter};
+use policy::{Gate, Policy};
 
 /// How long ICE may take to connect after a participant's first offer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -98,8 +100,18 @@ pub struct SfuConfig {
     pub max_tracks_per_participant: usize,
     /// Most people waiting in one room's lobby.
     pub max_lobby: usize,
-    /// Participant ids are `first_id`, `first_id + id_step`, …: several
-    /// cores (one per media thread) then never give out the same id.
+    /// Most people from one network ([`JoinRequest::network`]) waiting in
+    /// one room's lobby, so that one address cannot fill it.
+    pub max_lobby_per_network: usize,
+    /// Least time between two keyframe requests of one receiver for one
+    /// track that are passed on; the others are ignored. A receiver that
+    /// cannot decode (or pretends not to) would otherwise make the
+    /// publisher send keyframes to everyone at the publisher's throttle.
+    pub receiver_keyframe_interval: Duration,
+    /// Participant ids are random, below 2^53 (JavaScript's exact integers),
+    /// and equal to `first_id` modulo `id_step`: several cores (one per media
+    /// thread) then never give out the same id, and an id says which thread
+    /// runs it. Random, so an id says nothing about how many joined before.
     pub first_id: u64,
     /// See `first_id`.
     pub id_step: u64,
@@ -125,6 +137,8 @@ impl SfuConfig {
             keyframe_throttle: Duration::from_millis(500),
             max_tracks_per_participant: TrackSource::ALL.len(),
             max_lobby: 50,
+            max_lobby_per_network: 10,
+            receiver_keyframe_interval: Duration::from_secs(2),
             first_id: 1,
             id_step: 1,
         }
@@ -196,6 +210,15 @@ pub struct SfuStats {
     pub keyframe_requests: u64,
     /// Datagrams dropped because no participant accepted them.
     pub datagrams_unmatched: u64,
+    /// Keyframe requests of receivers ignored (too soon after their last).
+    pub keyframe_requests_ignored: u64,
+}
+
+/// Which byte budget a message spends (see `budget.rs`).
+#[derive(Debug, Clone, Copy)]
+enum Spend {
+    App,
+    Commit,
 }
 
 /// One room: its participants in join order, its MLS delivery service, and
@@ -211,7 +234,6 @@ struct Room {
 pub struct Sfu {
     config: SfuConfig,
     crypto: Arc<CryptoProvider>,
-    next_id: u64,
     rooms: HashMap<RoomId, Room>,
     participants: HashMap<ParticipantId, Participant>,
     /// People in a lobby, to their room. They have no `Rtc` and are in no
@@ -246,7 +268,6 @@ impl Sfu {
     /// A new SFU with no rooms.
     pub fn new(config: SfuConfig) -> Self {
         Sfu {
-            next_id: config.first_id.max(1),
             config,
             crypto: Arc::new(from_feature_flags()),
             rooms: HashMap::new(),
@@ -294,14 +315,22 @@ impl Sfu {
             return Err(JoinError::Unavailable);
         };
         let gate = r.policy.gate(req)?;
-        let id = ParticipantId(self.next_id);
         match gate {
             Gate::Wait => {
-                if r.policy.waiting.len() >= self.config.max_lobby {
+                let from_network = req.network.map_or(0, |n| {
+                    r.policy
+                        .waiting
+                        .iter()
+                        .filter(|w| w.network == Some(n))
+                        .count()
+                });
+                if r.policy.waiting.len() >= self.config.max_lobby
+                    || from_network >= self.config.max_lobby_per_network
+                {
                     return Err(JoinError::RoomFull);
                 }
-                self.next_id += self.config.id_step.max(1);
-                self.enter_lobby(id, req.room.clone(), req.name.clone());
+                let id = self.new_id();
+                self.enter_lobby(id, req.room.clone(), req.name.clone(), req.network);
                 Ok(Admission::Waiting(id))
             }
             Gate::Admit { role, replaces } => {
@@ -309,7 +338,7 @@ impl Sfu {
                 if members >= self.config.max_participants_per_room {
                     return Err(JoinError::RoomFull);
                 }
-                self.next_id += self.config.id_step.max(1);
+                let id = self.new_id();
                 if let Some(old) = replaces {
                     // A reconnect takes over its seat from the connection it
                     // left behind.
@@ -322,31 +351,6 @@ impl Sfu {
                 Ok(Admission::Admitted(id))
             }
         }
-    }
-
-    fn enter_lobby(&mut self, id: ParticipantId, room: RoomId, name: Option<String>) {
-        let Some(r) = self.rooms.get_mut(&room) else {
-            return;
-        };
-        r.policy.waiting.push(Waiter {
-            id,
-            name: name.clone(),
-        });
-        for m in r.policy.moderators_present() {
-            self.out.push_back(Output::Signal {
-                to: m,
-                msg: ServerMsg::LobbyRequest {
-                    peer: id,
-                    name: name.clone(),
-                },
-            });
-        }
-        self.waiting.insert(id, room);
-        self.out.push_back(Output::Signal {
-            to: id,
-            msg: ServerMsg::Waiting { you: id },
-        });
-        info!(participant = %id, "waiting in the lobby");
     }
 
     /// Makes `id` a participant of `room`: its `Rtc`, welcome, first offer.
@@ -434,19 +438,17 @@ impl Sfu {
         self.renegotiate.push(id);
     }
 
-    /// Tells a host or moderator who waits in the lobby now.
-    fn send_lobby(&mut self, to: ParticipantId, room: &RoomId) {
-        let Some(r) = self.rooms.get(room) else {
-            return;
-        };
-        for w in &r.policy.waiting {
-            self.out.push_back(Output::Signal {
-                to,
-                msg: ServerMsg::LobbyRequest {
-                    peer: w.id,
-                    name: w.name.clone(),
-                },
-            });
+    /// A fresh random participant id (see [`SfuConfig::first_id`]).
+    fn new_id(&mut self) -> ParticipantId {
+        const MAX: u64 = (1 << 53) - 1;
+        let step = self.config.id_step.max(1);
+        let offset = self.config.first_id.saturating_sub(1) % step;
+        let slots = (MAX - offset - 1) / step;
+        loop {
+            let id = ParticipantId((self.rng.next_u64() % slots) * step + offset + 1);
+            if !self.participants.contains_key(&id) && !self.waiting.contains_key(&id) {
+                return id;
+            }
         }
     }
 
@@ -488,12 +490,18 @@ impl Sfu {
                 );
             }
             ClientMsg::Answer { sdp } => self.handle_answer(now, from, &sdp),
-            ClientMsg::Relay { to, payload } => self.handle_relay(from, to, payload),
+            ClientMsg::Relay { to, payload } => {
+                if self.spend(now, from, Spend::App, payload.len()) {
+                    self.handle_relay(from, to, payload);
+                }
+            }
             ClientMsg::Leave => {
                 self.doomed.push((from, None));
             }
             ClientMsg::MlsKeyPackage { data } => {
-                self.with_ds(from, |ds| ds.key_package(from, data));
+                if self.spend(now, from, Spend::App, data.len()) {
+                    self.with_ds(from, |ds| ds.key_package(from, data));
+                }
             }
             ClientMsg::MlsCommit {
                 epoch,
@@ -501,10 +509,15 @@ impl Sfu {
                 welcome,
                 added,
             } => {
-                self.with_ds(from, |ds| ds.commit(from, epoch, data, welcome, &added));
+                let bytes = data.len() + welcome.as_ref().map_or(0, String::len);
+                if self.spend(now, from, Spend::Commit, bytes) {
+                    self.with_ds(from, |ds| ds.commit(from, epoch, data, welcome, &added));
+                }
             }
             ClientMsg::MlsApp { data, to } => {
-                self.with_ds(from, |ds| ds.app(from, data, &to));
+                if self.spend(now, from, Spend::App, data.len()) {
+                    self.with_ds(from, |ds| ds.app(from, data, &to));
+                }
             }
             ClientMsg::Admit { peer } => self.control(from, Role::Moderator, |sfu, room| {
                 sfu.decide(now, room, peer, true)
@@ -552,229 +565,6 @@ impl Sfu {
             }
         }
         self.settle(now);
-    }
-
-    /// Changes a room's settings on behalf of `from` (whose role is checked).
-    /// A passcode arrives here as its argon2 verifier.
-    pub fn update_room(&mut self, now: Instant, from: ParticipantId, update: &RoomUpdate) {
-        if self.waiting.contains_key(&from) {
-            self.refuse(from, ErrorCode::NotAdmitted, "waiting in the lobby");
-        } else if self.participants.contains_key(&from) {
-            self.apply_update(now, from, update);
-        }
-        self.settle(now);
-    }
-
-    fn apply_update(&mut self, now: Instant, from: ParticipantId, update: &RoomUpdate) {
-        let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
-            return;
-        };
-        let Some(r) = self.rooms.get_mut(&room) else {
-            return;
-        };
-        let role = r.policy.role(from).unwrap_or(Role::Guest);
-        let was_persistent = r.policy.settings.persistent;
-        if let Err(code) = r.policy.update(role, update) {
-            self.refuse(from, code, "only the host (or a moderator) may change this");
-            return;
-        }
-        let state = r.policy.settings.state();
-        let persist = match (was_persistent, state.persistent) {
-            (_, true) => Some(Some(r.policy.stored())),
-            (true, false) => Some(None),
-            (false, false) => None,
-        };
-        for &m in &r.members {
-            self.out.push_back(Output::Signal {
-                to: m,
-                msg: ServerMsg::RoomUpdated { room: state },
-            });
-        }
-        if let Some(stored) = persist {
-            self.out.push_back(Output::Persist {
-                room: room.clone(),
-                stored,
-            });
-        }
-        if update.lobby == Some(false) {
-            // Turning the lobby off lets in whoever waits.
-            let waiting: Vec<ParticipantId> = r.policy.waiting.iter().map(|w| w.id).collect();
-            for w in waiting {
-                let _ = self.decide(now, &room, w, true);
-            }
-        }
-        info!(participant = %from, "room settings changed");
-    }
-
-    /// Runs a host control for `from` if its role is at least `need`.
-    fn control(
-        &mut self,
-        from: ParticipantId,
-        need: Role,
-        act: impl FnOnce(&mut Self, &RoomId) -> Result<(), ErrorCode>,
-    ) {
-        let Some(room) = self.participants.get(&from).map(|p| p.room.clone()) else {
-            return;
-        };
-        let role = self
-            .rooms
-            .get(&room)
-            .and_then(|r| r.policy.role(from))
-            .unwrap_or(Role::Guest);
-        let result = if role >= need {
-            act(self, &room)
-        } else {
-            Err(ErrorCode::Forbidden)
-        };
-        if let Err(code) = result {
-            let text = match code {
-                ErrorCode::Forbidden => "your role does not allow this",
-                ErrorCode::UnknownPeer => "no such participant here",
-                ErrorCode::RoomFull => "the room is full",
-                _ => "refused",
-            };
-            self.refuse(from, code, text);
-        }
-    }
-
-    /// Admits or denies someone waiting in `room`'s lobby.
-    fn decide(
-        &mut self,
-        now: Instant,
-        room: &RoomId,
-        peer: ParticipantId,
-        admit: bool,
-    ) -> Result<(), ErrorCode> {
-        let Some(r) = self.rooms.get(room) else {
-            return Err(ErrorCode::UnknownPeer);
-        };
-        if !r.policy.waiting.iter().any(|w| w.id == peer) {
-            return Err(ErrorCode::UnknownPeer);
-        }
-        if admit && r.members.len() >= self.config.max_participants_per_room {
-            return Err(ErrorCode::RoomFull);
-        }
-        if admit {
-            self.leave_lobby(peer, None, true);
-            self.admit(now, peer, room.clone(), Role::Guest, None);
-        } else {
-            self.leave_lobby(peer, Some(ErrorCode::Denied), false);
-        }
-        Ok(())
-    }
-
-    /// Takes `id` out of its lobby, telling the room's moderators; closes its
-    /// connection with `close` when it is not admitted.
-    fn leave_lobby(&mut self, id: ParticipantId, close: Option<ErrorCode>, admitted: bool) {
-        let Some(room) = self.waiting.remove(&id) else {
-            return;
-        };
-        if let Some(r) = self.rooms.get_mut(&room) {
-            r.policy.waiting.retain(|w| w.id != id);
-            for m in r.policy.moderators_present() {
-                self.out.push_back(Output::Signal {
-                    to: m,
-                    msg: ServerMsg::LobbyDone { peer: id, admitted },
-                });
-            }
-        }
-        if !admitted {
-            info!(participant = %id, code = close.map(ErrorCode::as_str), "left the lobby");
-            self.out.push_back(Output::Close {
-                who: id,
-                code: close,
-            });
-            self.free_if_empty(&room);
-        }
-    }
-
-    /// Removes `peer` on behalf of `by`: a moderator may remove guests, the
-    /// host anyone but itself.
-    fn remove_by(
-        &mut self,
-        by: ParticipantId,
-        room: &RoomId,
-        peer: ParticipantId,
-    ) -> Result<(), ErrorCode> {
-        let Some(r) = self.rooms.get(room) else {
-            return Err(ErrorCode::UnknownPeer);
-        };
-        let (Some(by_role), Some(target)) = (r.policy.role(by), r.policy.role(peer)) else {
-            return Err(ErrorCode::UnknownPeer);
-        };
-        if peer == by || target >= by_role {
-            return Err(ErrorCode::Forbidden);
-        }
-        self.doomed.push((peer, Some(ErrorCode::Removed)));
-        Ok(())
-    }
-
-    fn promote(&mut self, room: &RoomId, peer: ParticipantId) -> Result<(), ErrorCode> {
-        let key = self.token();
-        let Some(r) = self.rooms.get_mut(room) else {
-            return Err(ErrorCode::UnknownPeer);
-        };
-        if r.policy.role(peer) != Some(Role::Guest) {
-            return Err(ErrorCode::UnknownPeer);
-        }
-        r.policy.promote(peer, &key);
-        for &m in &r.members {
-            self.out.push_back(Output::Signal {
-                to: m,
-                msg: ServerMsg::RoleChanged {
-                    peer,
-                    role: Role::Moderator,
-                },
-            });
-        }
-        self.out.push_back(Output::Signal {
-            to: peer,
-            msg: ServerMsg::ModeratorKey { key },
-        });
-        if r.policy.settings.persistent {
-            self.out.push_back(Output::Persist {
-                room: room.clone(),
-                stored: Some(r.policy.stored()),
-            });
-        }
-        self.send_lobby(peer, room);
-        Ok(())
-    }
-
-    fn ask_mute(
-        &mut self,
-        by: ParticipantId,
-        room: &RoomId,
-        peer: Option<ParticipantId>,
-    ) -> Result<(), ErrorCode> {
-        let Some(r) = self.rooms.get(room) else {
-            return Err(ErrorCode::UnknownPeer);
-        };
-        if peer.is_some_and(|p| !r.members.contains(&p)) {
-            return Err(ErrorCode::UnknownPeer);
-        }
-        for &m in &r.members {
-            self.out.push_back(Output::Signal {
-                to: m,
-                msg: ServerMsg::MuteRequested { by, peer },
-            });
-        }
-        Ok(())
-    }
-
-    /// Ends the meeting in `room` for everyone, lobby included.
-    fn end(&mut self, room: &RoomId) {
-        let Some(r) = self.rooms.get(room) else {
-            return;
-        };
-        info!(members = r.members.len(), "meeting ended by its host");
-        let waiting: Vec<ParticipantId> = r.policy.waiting.iter().map(|w| w.id).collect();
-        for &m in &r.members {
-            self.doomed.push((m, Some(ErrorCode::MeetingEnded)));
-        }
-        for w in waiting {
-            self.leave_lobby(w, Some(ErrorCode::MeetingEnded), false);
-        }
     }
 
     /// Frees a room nobody is in or waiting for, and everything it held. A
@@ -968,6 +758,26 @@ impl Sfu {
         });
     }
 
+    /// Spends `bytes` of `from`'s budget of `kind`; refuses with
+    /// `rate_limited` when it has not that many.
+    fn spend(&mut self, now: Instant, from: ParticipantId, kind: Spend, bytes: usize) -> bool {
+        let Some(p) = self.participants.get_mut(&from) else {
+            return false;
+        };
+        let ok = match kind {
+            Spend::App => p.budget.app(now, bytes),
+            Spend::Commit => p.budget.commit(now, bytes),
+        };
+        if !ok {
+            self.refuse(
+                from,
+                ErrorCode::RateLimited,
+                "over the byte budget for messages to the others: the message was dropped",
+            );
+        }
+        ok
+    }
+
     /// Runs a delivery-service step for `from`'s room and sends what it says.
     fn with_ds(
         &mut self,
@@ -1034,36 +844,6 @@ impl Sfu {
         }
     }
 
-    fn handle_relay(&mut self, from: ParticipantId, to: Option<ParticipantId>, payload: String) {
-        let Some(room) = self.participants.get(&from).map(|p| &p.room) else {
-            return;
-        };
-        let members = self
-            .rooms
-            .get(room)
-            .map_or(&[][..], |r| r.members.as_slice());
-        match to {
-            Some(to) if to != from && members.contains(&to) => {
-                self.out.push_back(Output::Signal {
-                    to,
-                    msg: ServerMsg::Relay { from, payload },
-                });
-            }
-            Some(_) => self.refuse(from, ErrorCode::UnknownPeer, "no such peer in this room"),
-            None => {
-                for &to in members.iter().filter(|&&m| m != from) {
-                    self.out.push_back(Output::Signal {
-                        to,
-                        msg: ServerMsg::Relay {
-                            from,
-                            payload: payload.clone(),
-                        },
-                    });
-                }
-            }
-        }
-    }
-
     /// Drains every dirty `Rtc`, forwards what it produced, removes doomed
     /// participants and sends the offers that became due, until nothing moves.
     fn settle(&mut self, now: Instant) {
@@ -1126,154 +906,21 @@ impl Sfu {
                 }
                 Event::RtpPacket(pkt) => self.forward(id, pkt),
                 Event::KeyframeRequest(req) => {
-                    if let Some((publisher, source)) = p.outgoing_on(req.mid).map(|t| t.key) {
-                        self.request_keyframe(now, publisher, source, req.kind);
+                    let Some((publisher, source)) = p.outgoing_on(req.mid).map(|t| t.key) else {
+                        continue;
+                    };
+                    let interval = self.config.receiver_keyframe_interval;
+                    let last = p.keyframes_asked.get(&req.mid).copied();
+                    if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+                        self.stats.keyframe_requests_ignored += 1;
+                        continue;
                     }
+                    p.keyframes_asked.insert(req.mid, now);
+                    self.request_keyframe(now, publisher, source, req.kind);
                 }
                 _ => {}
             }
         }
-    }
-
-    /// Forwards a media packet of `from` to every other member of its room
-    /// that receives that track; makes the track live on its first packet.
-    ///
-    /// The payload (shared, not copied), RTP timestamp and marker go out
-    /// unchanged on the receiver's stream for the track, with that stream's
-    /// own SSRC and sequence numbers ([`forward::SeqMap`]). Packets a
-    /// publisher resends after a NACK are forwarded when they arrive.
-    fn forward(&mut self, from: ParticipantId, pkt: RtpPacket) {
-        let Some(p) = self.participants.get_mut(&from) else {
-            return;
-        };
-        let ssrc = pkt.header.ssrc;
-        let Some(mid) = p.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
-            return;
-        };
-        let Some(source) = p.source_of(mid) else {
-            return;
-        };
-        self.stats.packets_in += 1;
-        if let Some(tap) = &mut self.tap {
-            tap(TapEvent::Packet(&pkt.payload));
-        }
-        let frame_start = p
-            .frames
-            .entry(mid)
-            .or_default()
-            .packet(*pkt.seq_no, pkt.header.marker);
-        let first_packet = !p.live.contains(&source);
-        if first_packet {
-            if p.live.len() >= self.config.max_tracks_per_participant {
-                if !p.over_limit.contains(&source) {
-                    p.over_limit.push(source);
-                    self.refuse(
-                        from,
-                        ErrorCode::TooManyTracks,
-                        "this track is over the per-participant limit and is not forwarded",
-                    );
-                }
-                return;
-            }
-            p.live.push(source);
-        }
-        let room = p.room.clone();
-        let members = self
-            .rooms
-            .get(&room)
-            .map_or(&[][..], |r| r.members.as_slice());
-        let header = &pkt.header;
-        // Header extensions that describe the media travel on; transport
-        // ones (MID, TWCC, send times) belong to each leg and str0m sets them.
-        let ext_vals = ExtensionValues {
-            audio_level: header.ext_vals.audio_level,
-            voice_activity: header.ext_vals.voice_activity,
-            video_orientation: header.ext_vals.video_orientation,
-            ..ExtensionValues::default()
-        };
-        for &to in members.iter().filter(|&&m| m != from) {
-            let Some(r) = self.participants.get_mut(&to) else {
-                continue;
-            };
-            if first_packet {
-                r.want((from, source));
-                self.renegotiate.push(to);
-                continue;
-            }
-            let Some(track) = r.open_track((from, source)) else {
-                continue;
-            };
-            let Some(out_mid) = track.open_mid() else {
-                continue;
-            };
-            let fresh = track.seq.is_fresh();
-            if fresh && !source.is_audio() && !frame_start {
-                // Video starts on a frame boundary (see `forward.rs`); an
-                // audio packet is a whole frame.
-                continue;
-            }
-            let Some(seq) = track.seq.map(ssrc, *pkt.seq_no) else {
-                continue;
-            };
-            let mut api = r.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
-                continue;
-            };
-            if fresh && !source.is_audio() {
-                tx.set_rtx_cache(RESEND_BUFFER_VIDEO, RESEND_AGE, Some(RESEND_RATIO_CAP));
-            }
-            tx.write_rtp(
-                RtpWrite::new(
-                    header.payload_type,
-                    seq.into(),
-                    header.timestamp,
-                    pkt.timestamp,
-                    pkt.payload.clone(),
-                )
-                .marker(header.marker)
-                .ext_vals(ext_vals.clone())
-                .nackable(!source.is_audio()),
-            );
-            self.stats.packets_out += 1;
-            self.dirty.push(to);
-        }
-    }
-
-    fn request_keyframe(
-        &mut self,
-        now: Instant,
-        publisher: ParticipantId,
-        source: aparte_proto::TrackSource,
-        kind: KeyframeRequestKind,
-    ) {
-        if source.is_audio() {
-            return;
-        }
-        let throttle = self.config.keyframe_throttle;
-        let Some(p) = self.participants.get_mut(&publisher) else {
-            return;
-        };
-        let Some(mid) = p.mid_of(source) else {
-            return;
-        };
-        if let Some(last) = p.last_keyframe_request.get(&mid) {
-            if now.saturating_duration_since(*last) < throttle {
-                // Asked too recently: ask once more when the throttle allows,
-                // so a receiver that came in meanwhile gets its keyframe
-                // without waiting for a request of its own.
-                p.keyframe_later.insert(mid, kind);
-                return;
-            }
-        }
-        p.keyframe_later.remove(&mid);
-        let mut api = p.rtc.direct_api();
-        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
-            return;
-        };
-        rx.request_keyframe(kind);
-        p.last_keyframe_request.insert(mid, now);
-        self.stats.keyframe_requests += 1;
-        self.dirty.push(publisher);
     }
 
     fn remove(&mut self, id: ParticipantId, code: Option<ErrorCode>) {

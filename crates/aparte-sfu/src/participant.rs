@@ -9,6 +9,7 @@ use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 
+use crate::budget::Budget;
 use crate::forward::{FrameStarts, SeqMap};
 
 /// The key of a published track: whose, and which source.
@@ -38,6 +39,11 @@ pub(crate) struct Participant {
     pub keyframe_later: HashMap<Mid, KeyframeRequestKind>,
     /// Where frames start in what this participant publishes, per mid.
     pub frames: HashMap<Mid, FrameStarts>,
+    /// When this participant last had a keyframe request passed on, per mid
+    /// it receives on.
+    pub keyframes_asked: HashMap<Mid, Instant>,
+    /// What it may still have copied to the others.
+    pub budget: Budget,
 }
 
 impl std::fmt::Debug for Participant {
@@ -118,6 +124,8 @@ impl Participant {
             connect_deadline: None,
             last_keyframe_request: HashMap::new(),
             keyframe_later: HashMap::new(),
+            keyframes_asked: HashMap::new(),
+            budget: Budget::new(now),
             frames: HashMap::new(),
         }
     }

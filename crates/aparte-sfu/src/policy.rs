@@ -9,6 +9,7 @@
 //! persistent, and then only [`StoredRoom`].
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use aparte_proto::{
@@ -81,6 +82,9 @@ pub struct JoinRequest {
     pub passcode_checked: Option<Arc<str>>,
     /// The room's stored settings, when the caller found them.
     pub stored: Option<StoredRoom>,
+    /// The network the join comes from (an IPv4 address, an IPv6 /64), for
+    /// limits per network; kept in memory only while it waits in a lobby.
+    pub network: Option<IpAddr>,
 }
 
 impl JoinRequest {
@@ -93,12 +97,19 @@ impl JoinRequest {
             name: None,
             passcode_checked: None,
             stored: None,
+            network: None,
         }
     }
 
     /// The same join, presenting `key`.
     pub fn with_key(mut self, key: Token) -> Self {
         self.key = Some(key);
+        self
+    }
+
+    /// The same join, from `network`.
+    pub fn from_network(mut self, network: IpAddr) -> Self {
+        self.network = Some(network);
         self
     }
 
@@ -176,6 +187,8 @@ pub struct RoomUpdate {
 pub(crate) struct Waiter {
     pub id: ParticipantId,
     pub name: Option<String>,
+    /// The network it came from, for the lobby's places per network.
+    pub network: Option<IpAddr>,
 }
 
 /// How a join passes the gate.

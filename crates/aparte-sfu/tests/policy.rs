@@ -426,3 +426,87 @@ fn the_track_limit_refuses_the_extra_track_only() {
         );
     }
 }
+
+#[test]
+fn one_network_cannot_fill_the_lobby() {
+    let mut s = Sim::new();
+    let r = room("lobby-per-network");
+    let _h = s.try_join(&r, host(&s, &r), None).unwrap();
+    let crowd: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let other: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let per_network = SfuConfig::new("127.0.0.1:1".parse().unwrap()).max_lobby_per_network;
+    let ask = |s: &mut Sim, net| {
+        let req = aparte_sfu::JoinRequest::new(r.clone()).from_network(net);
+        s.sfu.join(s.now, req)
+    };
+    for _ in 0..per_network {
+        assert!(matches!(
+            ask(&mut s, crowd),
+            Ok(aparte_sfu::Admission::Waiting(_))
+        ));
+    }
+    assert_eq!(ask(&mut s, crowd), Err(JoinError::RoomFull));
+    // Someone from another network still gets a place.
+    assert!(matches!(
+        ask(&mut s, other),
+        Ok(aparte_sfu::Admission::Waiting(_))
+    ));
+    assert_eq!(s.sfu.lobby(&r).len(), per_network + 1);
+}
+
+#[test]
+fn a_member_cannot_flood_the_others_with_application_messages() {
+    let mut s = Sim::new();
+    let r = room("app-flood");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    let c = s.join(&r);
+    s.run(Duration::from_secs(3));
+    assert_eq!(s.report(b).e2ee.members.len(), 3, "all in the group");
+    let big = "A".repeat(aparte_proto::MAX_APP_BYTES);
+    let copies = |s: &Sim, bot: usize| {
+        s.bots[bot]
+            .inbox
+            .iter()
+            .filter(|m| matches!(m, ServerMsg::MlsApp { data, .. } if data.len() == big.len()))
+            .count()
+    };
+    // 100 messages of 32 KiB within one second: 3.2 MB.
+    for _ in 0..100 {
+        s.send(
+            a,
+            ClientMsg::MlsApp {
+                data: big.clone(),
+                to: vec![],
+            },
+        );
+        s.run(Duration::from_millis(10));
+    }
+    let (burst, rate) = (256 * 1024, 64 * 1024);
+    let most = (burst + rate) / big.len() + 1;
+    for bot in [b, c] {
+        let got = copies(&s, bot);
+        assert!(
+            (burst / big.len()..=most).contains(&got),
+            "{got} copies reached a member"
+        );
+    }
+    assert!(errors(&s, a).contains(&ErrorCode::RateLimited));
+    // The budget refills: a small message a second later goes through.
+    s.run(Duration::from_secs(1));
+    let before = copies(&s, b);
+    s.send(
+        a,
+        ClientMsg::MlsApp {
+            data: big.clone(),
+            to: vec![],
+        },
+    );
+    assert_eq!(copies(&s, b), before + 1);
+    // Nobody was dropped, and media goes on.
+    assert!(s.bots.iter().all(|bot| bot.closed.is_none()));
+    let a_id = s.id(a);
+    let f = frames(&s, b, a_id, TrackSource::Camera);
+    s.run(Duration::from_secs(1));
+    assert!(frames(&s, b, a_id, TrackSource::Camera) > f + 20);
+}

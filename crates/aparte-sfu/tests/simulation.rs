@@ -201,14 +201,16 @@ fn keyframe_requests_reach_the_publisher_throttled() {
     let r = room("room-kf");
     let a = s.join(&r);
     let b = s.join(&r);
-    s.run(2 * SECOND);
+    let c = s.join(&r);
+    s.run(3 * SECOND);
     let before = s.report(a).keyframe_requests_received;
     let kf_before = s
         .report(b)
         .stream(s.id(a), TrackSource::Camera)
         .unwrap()
         .keyframes;
-    // Five requests within 50 ms: the SFU passes one on.
+    // Five requests of one receiver within 50 ms: the SFU passes one on and
+    // ignores the rest (one receiver, one request per interval).
     let a_id = s.id(a);
     for _ in 0..5 {
         assert!(s.bots[b].core.request_keyframe(a_id, TrackSource::Camera));
@@ -217,7 +219,7 @@ fn keyframe_requests_reach_the_publisher_throttled() {
     }
     s.run(Duration::from_millis(200));
     let after = s.report(a).keyframe_requests_received;
-    assert_eq!(after - before, 1, "one request relayed, the rest throttled");
+    assert_eq!(after - before, 1, "one request relayed, the rest dropped");
     let kf_after = s
         .report(b)
         .stream(a_id, TrackSource::Camera)
@@ -227,19 +229,53 @@ fn keyframe_requests_reach_the_publisher_throttled() {
         kf_after > kf_before,
         "the publisher answered with a keyframe"
     );
-    // The requests held back go out as one more when the window ends.
+    s.run(SECOND);
+    assert_eq!(
+        s.report(a).keyframe_requests_received,
+        after,
+        "nothing held back for a receiver that asked again too soon"
+    );
+    // Past the receiver's interval its request passes again; another
+    // receiver asking within the publisher's throttle window is held back,
+    // and one request goes out when the window ends.
+    s.run(SECOND);
+    assert!(s.bots[b].core.request_keyframe(a_id, TrackSource::Camera));
+    s.pump();
+    assert!(s.bots[c].core.request_keyframe(a_id, TrackSource::Camera));
+    s.pump();
+    s.run(Duration::from_millis(100));
+    let after = s.report(a).keyframe_requests_received;
+    assert_eq!(after - before, 2, "b's second request passed");
     s.run(SECOND);
     assert_eq!(
         s.report(a).keyframe_requests_received - after,
         1,
         "one held-back request followed"
     );
-    // After the throttle window, a new request passes again.
+}
+
+#[test]
+fn a_receiver_asking_for_keyframes_nonstop_does_not_set_the_publishers_rate() {
+    let mut s = Sim::new();
+    let r = room("room-kf-flood");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    s.run(3 * SECOND);
+    let a_id = s.id(a);
     let before = s.report(a).keyframe_requests_received;
-    assert!(s.bots[b].core.request_keyframe(a_id, TrackSource::Camera));
-    s.pump();
-    s.run(Duration::from_millis(100));
-    assert_eq!(s.report(a).keyframe_requests_received, before + 1);
+    // A request every 50 ms for 10 s: 200 requests.
+    for _ in 0..200 {
+        assert!(s.bots[b].core.request_keyframe(a_id, TrackSource::Camera));
+        s.pump();
+        s.run(Duration::from_millis(50));
+    }
+    let relayed = s.report(a).keyframe_requests_received - before;
+    // One per receiver interval (2 s), not one per publisher throttle (500 ms).
+    assert!(
+        (4..=6).contains(&relayed),
+        "{relayed} requests reached the publisher in 10 s"
+    );
+    assert!(s.sfu.stats().keyframe_requests_ignored >= 190);
 }
 
 #[test]

@@ -105,6 +105,7 @@ pub fn request(msg: ClientMsg, stored: Option<StoredRoom>) -> JoinRequest {
         name,
         passcode_checked: None,
         stored,
+        network: None,
     }
 }
 

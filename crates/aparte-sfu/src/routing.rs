@@ -1,0 +1,189 @@
+//! Routing between participants: media packets from a publisher to every
+//! receiver of its track, keyframe requests back to the publisher (throttled
+//! per published track and per receiver), and opaque relays.
+
+use std::time::Instant;
+
+use aparte_proto::{ErrorCode, ParticipantId, ServerMsg};
+use str0m::media::KeyframeRequestKind;
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+
+use crate::{Output, RESEND_AGE, RESEND_BUFFER_VIDEO, RESEND_RATIO_CAP, Sfu, TapEvent};
+
+impl Sfu {
+    pub(crate) fn handle_relay(
+        &mut self,
+        from: ParticipantId,
+        to: Option<ParticipantId>,
+        payload: String,
+    ) {
+        let Some(room) = self.participants.get(&from).map(|p| &p.room) else {
+            return;
+        };
+        let members = self
+            .rooms
+            .get(room)
+            .map_or(&[][..], |r| r.members.as_slice());
+        match to {
+            Some(to) if to != from && members.contains(&to) => {
+                self.out.push_back(Output::Signal {
+                    to,
+                    msg: ServerMsg::Relay { from, payload },
+                });
+            }
+            Some(_) => self.refuse(from, ErrorCode::UnknownPeer, "no such peer in this room"),
+            None => {
+                for &to in members.iter().filter(|&&m| m != from) {
+                    self.out.push_back(Output::Signal {
+                        to,
+                        msg: ServerMsg::Relay {
+                            from,
+                            payload: payload.clone(),
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Forwards a media packet of `from` to every other member of its room
+    /// that receives that track; makes the track live on its first packet.
+    ///
+    /// The payload (shared, not copied), RTP timestamp and marker go out
+    /// unchanged on the receiver's stream for the track, with that stream's
+    /// own SSRC and sequence numbers ([`forward::SeqMap`]). Packets a
+    /// publisher resends after a NACK are forwarded when they arrive.
+    pub(crate) fn forward(&mut self, from: ParticipantId, pkt: RtpPacket) {
+        let Some(p) = self.participants.get_mut(&from) else {
+            return;
+        };
+        let ssrc = pkt.header.ssrc;
+        let Some(mid) = p.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+            return;
+        };
+        let Some(source) = p.source_of(mid) else {
+            return;
+        };
+        self.stats.packets_in += 1;
+        if let Some(tap) = &mut self.tap {
+            tap(TapEvent::Packet(&pkt.payload));
+        }
+        let frame_start = p
+            .frames
+            .entry(mid)
+            .or_default()
+            .packet(*pkt.seq_no, pkt.header.marker);
+        let first_packet = !p.live.contains(&source);
+        if first_packet {
+            if p.live.len() >= self.config.max_tracks_per_participant {
+                if !p.over_limit.contains(&source) {
+                    p.over_limit.push(source);
+                    self.refuse(
+                        from,
+                        ErrorCode::TooManyTracks,
+                        "this track is over the per-participant limit and is not forwarded",
+                    );
+                }
+                return;
+            }
+            p.live.push(source);
+        }
+        let room = p.room.clone();
+        let members = self
+            .rooms
+            .get(&room)
+            .map_or(&[][..], |r| r.members.as_slice());
+        let header = &pkt.header;
+        // Header extensions that describe the media travel on; transport
+        // ones (MID, TWCC, send times) belong to each leg and str0m sets them.
+        let ext_vals = ExtensionValues {
+            audio_level: header.ext_vals.audio_level,
+            voice_activity: header.ext_vals.voice_activity,
+            video_orientation: header.ext_vals.video_orientation,
+            ..ExtensionValues::default()
+        };
+        for &to in members.iter().filter(|&&m| m != from) {
+            let Some(r) = self.participants.get_mut(&to) else {
+                continue;
+            };
+            if first_packet {
+                r.want((from, source));
+                self.renegotiate.push(to);
+                continue;
+            }
+            let Some(track) = r.open_track((from, source)) else {
+                continue;
+            };
+            let Some(out_mid) = track.open_mid() else {
+                continue;
+            };
+            let fresh = track.seq.is_fresh();
+            if fresh && !source.is_audio() && !frame_start {
+                // Video starts on a frame boundary (see `forward.rs`); an
+                // audio packet is a whole frame.
+                continue;
+            }
+            let Some(seq) = track.seq.map(ssrc, *pkt.seq_no) else {
+                continue;
+            };
+            let mut api = r.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
+                continue;
+            };
+            if fresh && !source.is_audio() {
+                tx.set_rtx_cache(RESEND_BUFFER_VIDEO, RESEND_AGE, Some(RESEND_RATIO_CAP));
+            }
+            tx.write_rtp(
+                RtpWrite::new(
+                    header.payload_type,
+                    seq.into(),
+                    header.timestamp,
+                    pkt.timestamp,
+                    pkt.payload.clone(),
+                )
+                .marker(header.marker)
+                .ext_vals(ext_vals.clone())
+                .nackable(!source.is_audio()),
+            );
+            self.stats.packets_out += 1;
+            self.dirty.push(to);
+        }
+    }
+
+    pub(crate) fn request_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantId,
+        source: aparte_proto::TrackSource,
+        kind: KeyframeRequestKind,
+    ) {
+        if source.is_audio() {
+            return;
+        }
+        let throttle = self.config.keyframe_throttle;
+        let Some(p) = self.participants.get_mut(&publisher) else {
+            return;
+        };
+        let Some(mid) = p.mid_of(source) else {
+            return;
+        };
+        if let Some(last) = p.last_keyframe_request.get(&mid) {
+            if now.saturating_duration_since(*last) < throttle {
+                // Asked too recently: ask once more when the throttle allows,
+                // so a receiver that came in meanwhile gets its keyframe
+                // without waiting for a request of its own.
+                p.keyframe_later.insert(mid, kind);
+                return;
+            }
+        }
+        p.keyframe_later.remove(&mid);
+        let mut api = p.rtc.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
+            return;
+        };
+        rx.request_keyframe(kind);
+        p.last_keyframe_request.insert(mid, now);
+        self.stats.keyframe_requests += 1;
+        self.dirty.push(publisher);
+    }
+}
