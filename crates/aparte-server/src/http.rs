@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aparte_proto::{ParticipantId, RoomId};
+use axum::Extension;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
@@ -19,6 +20,7 @@ use crate::config::Config;
 use crate::limits::RateLimiter;
 use crate::media::MediaCmd;
 use crate::passcode::Passcodes;
+use crate::serve::ConnSlot;
 use crate::storage::Storage;
 
 mod assets {
@@ -35,6 +37,16 @@ const WS_TRANSPORT_LIMIT: usize = 1024 * 1024;
 /// the connection, which happens for every message sent to it; signaling
 /// messages are small, and larger ones are read in several chunks.
 const WS_READ_BUFFER: usize = 4096;
+
+/// Bytes of outgoing frames gathered before they are written.
+const WS_WRITE_BUFFER: usize = 16 * 1024;
+
+/// Most bytes a WebSocket keeps waiting to be written. Writes of our own
+/// messages wait for the client ([`crate::ws`] gives up after a while), but
+/// the library answers every ping with a pong on its own; past this, pongs
+/// replace each other instead of piling up. It holds the largest message the
+/// server sends (an offer for a full room, a Welcome).
+const WS_WRITE_BUFFER_MAX: usize = 2 * 1024 * 1024;
 
 /// What every connection shares: the media loop, the store, the limits.
 #[derive(Debug)]
@@ -112,12 +124,61 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security_headers,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
+}
+
+/// Refuses requests for a host name this server was not configured to
+/// answer to. A page of an attacker's domain whose name is made to resolve
+/// to this server (DNS rebinding) is then same-origin with nothing here:
+/// its requests carry its own name and get 421. IP addresses and localhost
+/// cannot be rebound, so they always pass.
+async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().host().map(str::to_owned));
+    match host {
+        Some(h) if host_allowed(&h, &state.config.public_names) => next.run(req).await,
+        Some(_) => {
+            info!("request for an unknown host name refused");
+            (StatusCode::MISDIRECTED_REQUEST, "unknown host name").into_response()
+        }
+        None => (StatusCode::BAD_REQUEST, "no host name").into_response(),
+    }
+}
+
+/// Whether a Host header value names this server: an IP address, localhost,
+/// or one of the configured public names (any port).
+pub fn host_allowed(host: &str, public_names: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => {
+            return rest
+                .split(']')
+                .next()
+                .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(n, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                n
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || public_names.iter().any(|n| *n == name)
 }
 
 async fn ws_upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    slot: Option<Extension<ConnSlot>>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -126,8 +187,15 @@ async fn ws_upgrade(
         return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
     }
     ws.max_message_size(WS_TRANSPORT_LIMIT)
+        .max_frame_size(WS_TRANSPORT_LIMIT)
         .read_buffer_size(WS_READ_BUFFER)
-        .on_upgrade(move |socket| crate::ws::connection(socket, state, peer.ip()))
+        .write_buffer_size(WS_WRITE_BUFFER)
+        .max_write_buffer_size(WS_WRITE_BUFFER_MAX)
+        .on_upgrade(move |socket| async move {
+            // The connection counts against the listener's bounds while open.
+            let _slot = slot;
+            crate::ws::connection(socket, state, peer.ip()).await
+        })
 }
 
 /// A browser always sends `Origin` with a WebSocket handshake: it must be this
@@ -187,6 +255,41 @@ fn serve(path: &str) -> Response {
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn only_addresses_localhost_and_public_names_are_served() {
+        let names = vec![String::from("meet.example.org")];
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.",
+            "127.0.0.1:8080",
+            "192.0.2.10",
+            "[::1]:8443",
+            "[2001:db8::1]",
+            "meet.example.org",
+            "Meet.Example.org:443",
+        ] {
+            assert!(host_allowed(ok, &names), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "meet.example.org.evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.example",
+            "[not-an-ip]",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &names), "{bad}");
+        }
+        assert!(!host_allowed("meet.example.org", &[]));
     }
 }
 

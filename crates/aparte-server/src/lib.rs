@@ -24,6 +24,7 @@ pub mod limits;
 pub mod media;
 pub mod passcode;
 pub mod privacy;
+pub mod serve;
 pub mod storage;
 pub mod tls;
 pub mod udp;
@@ -96,7 +97,7 @@ pub async fn start_with_tap(
         .await
         .with_context(|| format!("binding HTTP on {}", config.listen))?;
     let http_addr = listener.local_addr()?;
-    let tls = tls::load(&config, http_addr).await?;
+    let tls = tls::load(&config, http_addr)?;
     let storage = storage::Storage::new(&config.data_dir, config.retention_days);
     let persist = spawn_storage_writer(storage.clone());
 
@@ -145,40 +146,17 @@ pub async fn start_with_tap(
     }
     let retention_task = tokio::spawn(purge_periodically(storage.clone()));
     let shared = Arc::new(http::Shared::new(config, media_tx, storage));
-    let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    let bounds = serve::Bounds {
+        total: shared.config.max_connections,
+        per_network: shared.config.max_connections_per_address,
+        idle: shared.config.idle_timeout,
+    };
+    let app = http::router(shared);
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let fingerprint = tls.as_ref().and_then(|t| t.fingerprint.clone());
     let is_tls = tls.is_some();
     let task = tokio::spawn(async move {
-        let result = match tls {
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = shutdown_rx.await;
-                    })
-                    .await
-            }
-            Some(t) => {
-                let handle = axum_server::Handle::new();
-                let stopper = handle.clone();
-                tokio::spawn(async move {
-                    let _ = shutdown_rx.await;
-                    stopper.graceful_shutdown(Some(Duration::from_secs(1)));
-                });
-                match listener.into_std() {
-                    Ok(std_listener) => {
-                        match axum_server::from_tcp_rustls(std_listener, t.config) {
-                            Ok(server) => server.handle(handle).serve(app).await,
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        if let Err(e) = result {
-            tracing::error!(%e, "http server failed");
-        }
+        serve::serve(listener, app, tls.map(|t| t.config), bounds, shutdown_rx).await;
         for stop in media_stops {
             let _ = stop.send(());
         }

@@ -21,12 +21,6 @@ pub fn render(c: &Config, french: bool) -> String {
     } else {
         r#"<a href="/privacy?lang=fr" hreflang="fr" lang="fr">Français</a>"#
     };
-    let data_dir = escape(
-        &c.data_dir
-            .join(crate::storage::DB_FILE)
-            .display()
-            .to_string(),
-    );
     let items = |list: &[String]| -> String {
         list.iter()
             .map(|i| format!("<li>{i}</li>"))
@@ -37,7 +31,7 @@ pub fn render(c: &Config, french: bool) -> String {
     let memory = items(&t.memory.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     let stored = items(&[
         t.stored_what.to_string(),
-        format!("{} <code>{data_dir}</code>", t.stored_where),
+        t.stored_where.to_string(),
         t.stored_retention
             .replace("{days}", &c.retention_days.to_string()),
         t.stored_default.to_string(),
@@ -164,7 +158,7 @@ const EN: Text = Text {
     ],
     h_stored: "What it stores",
     stored_what: "Only rooms a host made persistent: a hash of the room id, hashes of the host and moderator keys, whether the lobby is on, and the passcode's argon2 verifier. No names, addresses, chat or media.",
-    stored_where: "Location:",
+    stored_where: "On this server's own disk, readable only by the account that runs it; never sent elsewhere.",
     stored_retention: "A persistent room is deleted {days} days after its last meeting, or when its host makes it not persistent.",
     stored_default: "Every other meeting leaves nothing behind.",
     h_logs: "What it logs",
@@ -202,7 +196,7 @@ const FR: Text = Text {
     ],
     h_stored: "Ce qu’il enregistre",
     stored_what: "Seulement les salles qu’un hôte a rendues permanentes : une empreinte de l’identifiant de salle, les empreintes des clés d’hôte et de modérateur, l’état de la salle d’attente et le vérificateur argon2 du code. Ni noms, ni adresses, ni messages, ni médias.",
-    stored_where: "Emplacement :",
+    stored_where: "Sur le disque de ce serveur, lisible seulement par le compte qui le fait tourner ; jamais envoyé ailleurs.",
     stored_retention: "Une salle permanente est supprimée {days} jours après sa dernière réunion, ou dès que son hôte la rend non permanente.",
     stored_default: "Toute autre réunion ne laisse aucune trace.",
     h_logs: "Ce qu’il journalise",
@@ -236,10 +230,10 @@ mod tests {
         assert!(en.contains("12 days after its last meeting"));
         assert!(en.contains("No client network address appears"));
         c.log_addresses = AddressLogging::Truncated;
-        c.data_dir = "/srv/<x>".into();
+        c.data_dir = "/srv/secret-place".into();
         let fr = render(&c, true);
         assert!(fr.contains("tronquées"));
-        assert!(fr.contains("/srv/&lt;x&gt;/aparte.sqlite3"));
+        assert!(!fr.contains("secret-place"), "no server path is shown");
         assert!(!fr.contains("<script"));
     }
 }

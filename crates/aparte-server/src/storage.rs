@@ -3,7 +3,7 @@
 //! Only rooms a host made persistent are stored, and only what lets the next
 //! meeting start with the same rules: the host key's hash, the moderator keys'
 //! hashes, whether the lobby is on, the passcode's argon2 verifier, and the
-//! day of the last meeting (for retention). The room id itself is stored as a
+//! day of the last meeting (for retention; a day number, not a time). The room id itself is stored as a
 //! hash too, so the database does not list meeting links. No participant,
 //! name, address, chat or media is ever written.
 //!
@@ -36,6 +36,9 @@ const MIGRATIONS: &[&str] = &[
         key_hash TEXT NOT NULL,
         PRIMARY KEY (room_key, key_hash)
     );",
+    // 2: last_used becomes a day number (days since 1970-01-01): the time of
+    // a meeting is not needed for retention, so it is not kept.
+    "UPDATE rooms SET last_used = last_used / 86400;",
 ];
 
 /// File name of the database inside the data directory.
@@ -126,7 +129,7 @@ impl Storage {
     /// Stores (or, with `None`, deletes) `room`'s settings, marking it used now.
     pub fn save(&self, room: &RoomId, stored: Option<&StoredRoom>) -> anyhow::Result<()> {
         let key = room_key(room);
-        let now = unix_now();
+        let now = today();
         match stored {
             Some(s) => {
                 self.with(true, |c| {
@@ -161,11 +164,24 @@ impl Storage {
 
     /// Deletes rooms unused for longer than the retention; returns how many.
     pub fn purge(&self) -> anyhow::Result<usize> {
-        let cutoff = unix_now().saturating_sub(self.retention.as_secs() as i64);
+        let cutoff = today().saturating_sub((self.retention.as_secs() / 86_400) as i64);
         let n = self.with(false, |c| {
             Ok(c.execute("DELETE FROM rooms WHERE last_used < ?1", params![cutoff])?)
         })?;
         Ok(n.unwrap_or(0))
+    }
+
+    /// Whether `room` is stored.
+    pub fn contains(&self, room: &RoomId) -> anyhow::Result<bool> {
+        let key = room_key(room);
+        let n = self.with(false, |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM rooms WHERE room_key = ?1",
+                params![key],
+                |r| r.get::<_, i64>(0),
+            )? > 0)
+        })?;
+        Ok(n.unwrap_or(false))
     }
 
     /// How many rooms are stored.
@@ -180,8 +196,19 @@ impl Storage {
 /// Opens (creating) the database and brings its schema up to date.
 fn open(path: &Path) -> anyhow::Result<Connection> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        private_dir(dir)?;
+    }
+    // Made by us, 0600, before SQLite opens it: SQLite gives its journal and
+    // WAL files the database file's permissions.
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     let mut c = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     c.execute_batch(
@@ -218,10 +245,40 @@ fn room_key(room: &RoomId) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unix_now() -> i64 {
+/// Today as a day number (days since 1970-01-01, UTC).
+fn today() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| (d.as_secs() / 86_400) as i64)
+}
+
+/// Creates `dir` (and its parents) if needed, and makes it readable by this
+/// user only (0700): it holds passcode verifiers and TLS keys.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting the data directory {}", dir.display()))
+}
+
+/// Writes `bytes` to `path`, readable by this user only (0600).
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
@@ -268,6 +325,20 @@ mod tests {
             let bytes = std::fs::read(entry.expect("entry").path()).expect("file");
             assert!(!String::from_utf8_lossy(&bytes).contains(r.as_str()));
         }
+        // Readable by this user only; the day of last use, not the time.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for entry in std::fs::read_dir(&dir).expect("data dir") {
+            assert_eq!(mode(&entry.expect("entry").path()), 0o600);
+        }
+        let day: i64 = again
+            .with(false, |c| {
+                Ok(c.query_row("SELECT last_used FROM rooms", [], |r| r.get(0))?)
+            })
+            .expect("query")
+            .expect("exists");
+        assert_eq!(day, today());
         again.save(&r, None).expect("delete");
         assert_eq!(again.load(&r).expect("load"), None);
         let _ = std::fs::remove_dir_all(dir);
