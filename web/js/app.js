@@ -24,8 +24,11 @@ const MEDIA_SLOW_MS = 10000;
 /** Server errors after which this page is out of the meeting. */
 const FATAL = new Set([
   'room_full', 'connection_lost', 'invalid_sdp', 'internal', 'removed', 'denied',
-  'meeting_ended', 'room_unavailable', 'unsupported_version',
+  'meeting_ended', 'room_unavailable', 'unsupported_version', 'timeout',
 ]);
+/** Errors that refuse one request and leave the page where it is (fatal
+ * only before the page is in a meeting or a lobby). */
+const REFUSALS = new Set(['rate_limited', 'server_busy']);
 /** Fatal errors after which rejoining cannot help right away. */
 const FINAL = new Set(['removed', 'denied', 'meeting_ended']);
 
@@ -563,10 +566,10 @@ class Meeting {
         $('passcode-error').hidden = false;
         $('passcode-error').textContent = text;
       });
-    } else if (FATAL.has(code) || (code === 'rate_limited' && this.me === null && !this.waiting)) {
+    } else if (FATAL.has(code) || (REFUSALS.has(code) && this.me === null && !this.waiting)) {
       // A removed participant keeps the revoked seat: presenting it again is refused.
       this.#end(text, { final: FINAL.has(code) });
-    } else if (code === 'forbidden' || code === 'too_many_tracks' || code === 'rate_limited') {
+    } else if (REFUSALS.has(code) || ['forbidden', 'too_many_tracks', 'quota_exceeded'].includes(code)) {
       banner(text, 'info');
     } else {
       console.warn('server refused a message:', code);

@@ -121,6 +121,9 @@ const STRINGS = {
     'error.passcode_required': 'This meeting needs a passcode.',
     'error.wrong_passcode': 'That passcode is not right.',
     'error.rate_limited': 'Too many attempts from your network. Wait a minute and try again.',
+    'error.server_busy': 'The server is busy. Try again in a moment.',
+    'error.quota_exceeded': 'This server keeps no more permanent meetings. Ask its operator.',
+    'error.timeout': 'The connection to the server was idle too long.',
     'error.forbidden': 'Only the host can do that.',
   },
   fr: {
@@ -242,6 +245,9 @@ const STRINGS = {
     'error.passcode_required': 'Cette réunion demande un code d’accès.',
     'error.wrong_passcode': 'Ce code d’accès n’est pas le bon.',
     'error.rate_limited': 'Trop de tentatives depuis votre réseau. Attendez une minute et réessayez.',
+    'error.server_busy': 'Le serveur est occupé. Réessayez dans un instant.',
+    'error.quota_exceeded': 'Ce serveur ne garde plus de réunions permanentes. Adressez-vous à son exploitant.',
+    'error.timeout': 'La connexion au serveur est restée inactive trop longtemps.',
     'error.forbidden': 'Seul l’hôte peut faire cela.',
   },
 };

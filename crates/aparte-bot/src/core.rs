@@ -623,6 +623,8 @@ impl BotCore {
                 | ErrorCode::Forbidden
                 | ErrorCode::UnknownPeer
                 | ErrorCode::RateLimited
+                | ErrorCode::ServerBusy
+                | ErrorCode::QuotaExceeded
                 | ErrorCode::NotAdmitted
                 | ErrorCode::NotInGroup
                 | ErrorCode::AlreadyJoined

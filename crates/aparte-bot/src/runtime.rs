@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use aparte_proto::{ClientMsg, ParticipantId, RoomId, parse_server_msg};
+use aparte_proto::{ClientMsg, ParticipantId, RoomId, TrackSource, parse_server_msg};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +20,7 @@ enum Cmd {
     Report(oneshot::Sender<BotReport>),
     Chat(String, oneshot::Sender<Result<(), BotError>>),
     Signal(ClientMsg),
+    Keyframe(ParticipantId, TrackSource, oneshot::Sender<bool>),
     Leave,
 }
 
@@ -128,6 +129,22 @@ impl Bot {
             .send(Cmd::Signal(msg))
             .await
             .map_err(|_| anyhow::anyhow!("bot {} stopped", self.id))
+    }
+
+    /// Asks (by RTCP PLI) for a keyframe of `peer`'s `source`, as a
+    /// receiver that cannot decode would. False when the bot does not
+    /// receive that track.
+    pub async fn request_keyframe(
+        &self,
+        peer: ParticipantId,
+        source: TrackSource,
+    ) -> anyhow::Result<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Keyframe(peer, source, tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("bot {} stopped", self.id))?;
+        Ok(rx.await?)
     }
 
     /// Waits until the bot is admitted from the lobby.
@@ -274,6 +291,9 @@ async fn drive(
                 Some(Cmd::Report(tx)) => { let _ = tx.send(core.report()); }
                 Some(Cmd::Chat(text, tx)) => { let _ = tx.send(core.send_chat(&text)); }
                 Some(Cmd::Signal(msg)) => core.send_signal(msg),
+                Some(Cmd::Keyframe(peer, source, tx)) => {
+                    let _ = tx.send(core.request_keyframe(peer, source));
+                }
                 Some(Cmd::Leave) | None => {
                     let _ = ws.send(Message::text(ClientMsg::Leave.to_json())).await;
                     let _ = ws.close().await;

@@ -67,9 +67,14 @@ pub struct Shared {
     pub passcode_sets_by_room: RateLimiter<RoomId>,
     /// Passcode changes per client network.
     pub passcode_sets_by_addr: RateLimiter<IpAddr>,
+    /// Rooms made persistent per client network.
+    pub persist_by_addr: RateLimiter<IpAddr>,
     /// The argon2 workers.
     pub passcodes: Passcodes,
 }
+
+/// Rooms one network may make persistent per hour.
+pub const PERSIST_PER_HOUR: u32 = 20;
 
 /// Passcode changes allowed per room, and per network, per minute.
 pub const PASSCODE_SETS_PER_MINUTE: u32 = 10;
@@ -87,6 +92,7 @@ impl Shared {
             passcode_by_addr: RateLimiter::new(config.passcode_rate, minute),
             passcode_sets_by_room: RateLimiter::new(PASSCODE_SETS_PER_MINUTE, minute),
             passcode_sets_by_addr: RateLimiter::new(PASSCODE_SETS_PER_MINUTE, minute),
+            persist_by_addr: RateLimiter::new(PERSIST_PER_HOUR, Duration::from_secs(3600)),
             passcodes: Passcodes::start(),
             config,
         }
@@ -172,7 +178,7 @@ pub fn host_allowed(host: &str, public_names: &[String]) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     name.parse::<std::net::Ipv4Addr>().is_ok()
         || name == "localhost"
-        || public_names.iter().any(|n| *n == name)
+        || public_names.contains(&name)
 }
 
 async fn ws_upgrade(
@@ -258,41 +264,6 @@ fn serve(path: &str) -> Response {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::host_allowed;
-
-    #[test]
-    fn only_addresses_localhost_and_public_names_are_served() {
-        let names = vec![String::from("meet.example.org")];
-        for ok in [
-            "localhost",
-            "localhost:8080",
-            "LOCALHOST.",
-            "127.0.0.1:8080",
-            "192.0.2.10",
-            "[::1]:8443",
-            "[2001:db8::1]",
-            "meet.example.org",
-            "Meet.Example.org:443",
-        ] {
-            assert!(host_allowed(ok, &names), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:8080",
-            "meet.example.org.evil.example",
-            "localhost.evil.example",
-            "127.0.0.1.nip.example",
-            "[not-an-ip]",
-            "",
-        ] {
-            assert!(!host_allowed(bad, &names), "{bad}");
-        }
-        assert!(!host_allowed("meet.example.org", &[]));
-    }
-}
-
 fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next() {
         Some("html") => "text/html; charset=utf-8",
@@ -339,4 +310,39 @@ async fn security_headers(State(state): State<AppState>, req: Request, next: Nex
     );
     set(h, "cross-origin-opener-policy", "same-origin");
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn only_addresses_localhost_and_public_names_are_served() {
+        let names = vec![String::from("meet.example.org")];
+        for ok in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.",
+            "127.0.0.1:8080",
+            "192.0.2.10",
+            "[::1]:8443",
+            "[2001:db8::1]",
+            "meet.example.org",
+            "Meet.Example.org:443",
+        ] {
+            assert!(host_allowed(ok, &names), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "meet.example.org.evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.example",
+            "[not-an-ip]",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &names), "{bad}");
+        }
+        assert!(!host_allowed("meet.example.org", &[]));
+    }
 }

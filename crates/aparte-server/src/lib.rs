@@ -40,6 +40,18 @@ use tokio::sync::mpsc;
 
 pub use config::Config;
 
+/// Crates whose log lines pass at every level the filter asks for: ours,
+/// which never log a secret at any level (tests/logs.rs runs a meeting at
+/// `trace`).
+pub const LOG_CAP: &[&str] = &["aparte_server", "aparte_sfu", "aparte_proto"];
+
+/// The most any other crate may log, whatever the filter says. Their debug
+/// and trace lines carry what ours never log: str0m's ICE credentials and
+/// client addresses, the WebSocket library's frames (passcodes, keys, seats,
+/// room ids), HTTP headers.
+pub const DEPENDENCY_LOG_CAP: tracing_subscriber::filter::LevelFilter =
+    tracing_subscriber::filter::LevelFilter::INFO;
+
 /// A running server.
 #[derive(Debug)]
 pub struct ServerHandle {

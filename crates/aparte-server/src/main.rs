@@ -3,20 +3,27 @@
 #![forbid(unsafe_code)]
 
 use aparte_server::config::LogFormat;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = aparte_server::Config::load()?;
     let filter = EnvFilter::try_new(&config.log)
-        .map_err(|e| anyhow::anyhow!("the log filter {:?} is not valid: {e}", config.log))?;
-    match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-    }
+        .map_err(|e| anyhow::anyhow!("the log filter {:?} is not valid: {e}", config.log))?
+        .and(aparte_server::LOG_CAP.iter().fold(
+            Targets::new().with_default(aparte_server::DEPENDENCY_LOG_CAP),
+            |t, target| t.with_target(*target, LevelFilter::TRACE),
+        ));
+    let layer = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .init();
     let server = aparte_server::start(config).await?;
     // Printed whatever the log level: it is the operator's next step.
     println!(

@@ -205,7 +205,23 @@ impl End {
             code,
             reason: reason.into(),
         };
-        let _ = timed(socket, Message::Close(Some(frame)), grace).await;
+        if timed(socket, Message::Close(Some(frame)), grace)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // The closing handshake: read (and drop) what the client still
+        // sends until its own close, for a moment. Dropping a socket with
+        // unread data resets it, and a reset can lose what was just sent.
+        let _ = tokio::time::timeout(grace, async {
+            while let Some(Ok(m)) = socket.recv().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -267,12 +283,17 @@ impl Conn {
                     lobby,
                     locked,
                     persistent,
-                    passcode: Some(passcode),
+                    passcode,
                 },
                 Some(from),
             ) => {
-                self.set_passcode(from, lobby, locked, persistent, passcode)
-                    .await
+                let update = RoomUpdate {
+                    lobby,
+                    locked,
+                    persistent,
+                    passcode: None,
+                };
+                self.update_room(from, update, passcode).await
             }
             (ClientMsg::Join { .. }, Some(_)) => Some(ServerMsg::error(
                 ErrorCode::AlreadyJoined,
@@ -286,50 +307,93 @@ impl Conn {
         }
     }
 
-    /// A host sets (or clears) the passcode: hashed by the pool, at a rate
-    /// per room and per network, then applied by the media loop.
-    async fn set_passcode(
+    /// A change of the room's settings. The media loop checks roles; what
+    /// needs the disk or the CPU is done here first: the quota of persistent
+    /// rooms, and a new passcode's verifier (hashed by the pool, at a rate
+    /// per room and per network).
+    async fn update_room(
         &mut self,
         from: ParticipantId,
-        lobby: Option<bool>,
-        locked: Option<bool>,
-        persistent: Option<bool>,
-        passcode: String,
+        mut update: RoomUpdate,
+        passcode: Option<String>,
     ) -> Option<ServerMsg> {
+        if update.persistent == Some(true) && self.role == Role::Host {
+            if let Err(refusal) = self.persistence_allowed().await {
+                return Some(refusal);
+            }
+        }
+        if let Some(passcode) = passcode {
+            match self.verifier(passcode).await {
+                Ok(v) => update.passcode = Some(v),
+                Err(refusal) => return Some(refusal),
+            }
+        }
+        self.to_media(from, MediaCmd::Update { from, update }).await
+    }
+
+    /// Whether this host's room may become persistent: it already is, or
+    /// the server holds fewer than its maximum and this network has not made
+    /// too many rooms persistent lately. (A host key opens one room only, so
+    /// a key never holds more than one.)
+    async fn persistence_allowed(&self) -> Result<(), ServerMsg> {
+        let Some(room) = self.room.clone() else {
+            return Err(internal());
+        };
+        let storage = self.shared.storage.clone();
+        let max = self.shared.config.max_persistent_rooms;
+        let counted = tokio::task::spawn_blocking(move || {
+            Ok::<_, anyhow::Error>((storage.contains(&room)?, storage.count()?))
+        })
+        .await;
+        let Ok(Ok((stored, count))) = counted else {
+            return Err(internal());
+        };
+        if stored {
+            return Ok(());
+        }
+        if count >= max {
+            return Err(ServerMsg::error(
+                ErrorCode::QuotaExceeded,
+                "this server keeps no more persistent rooms",
+            ));
+        }
+        if !self.shared.persist_by_addr.allow(&self.net, Instant::now()) {
+            return Err(ServerMsg::error(
+                ErrorCode::RateLimited,
+                "too many rooms made persistent from your network; try again later",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new passcode's verifier (`None` for the empty passcode: removed).
+    async fn verifier(&mut self, passcode: String) -> Result<Option<Arc<str>>, ServerMsg> {
         if self.role != Role::Host {
-            return Some(ServerMsg::error(
+            return Err(ServerMsg::error(
                 ErrorCode::Forbidden,
                 "only the host sets the passcode",
             ));
         }
-        let verifier = if passcode.is_empty() {
-            None
-        } else {
-            let s = &self.shared;
-            let now = Instant::now();
-            let room_ok = self
-                .room
-                .as_ref()
-                .is_none_or(|r| s.passcode_sets_by_room.allow(r, now));
-            if !s.passcode_sets_by_addr.allow(&self.net, now) || !room_ok {
-                return Some(ServerMsg::error(
-                    ErrorCode::RateLimited,
-                    "the passcode was changed too often; wait a minute",
-                ));
-            }
-            match s.passcodes.hash(passcode).await {
-                Ok(Some(v)) => Some(v),
-                Ok(None) => return Some(internal()),
-                Err(crate::passcode::Busy) => return Some(busy()),
-            }
-        };
-        let update = RoomUpdate {
-            lobby,
-            locked,
-            persistent,
-            passcode: Some(verifier),
-        };
-        self.to_media(from, MediaCmd::Update { from, update }).await
+        if passcode.is_empty() {
+            return Ok(None);
+        }
+        let s = &self.shared;
+        let now = Instant::now();
+        let room_ok = self
+            .room
+            .as_ref()
+            .is_none_or(|r| s.passcode_sets_by_room.allow(r, now));
+        if !s.passcode_sets_by_addr.allow(&self.net, now) || !room_ok {
+            return Err(ServerMsg::error(
+                ErrorCode::RateLimited,
+                "the passcode was changed too often; wait a minute",
+            ));
+        }
+        match s.passcodes.hash(passcode).await {
+            Ok(Some(v)) => Ok(Some(v)),
+            Ok(None) => Err(internal()),
+            Err(crate::passcode::Busy) => Err(busy()),
+        }
     }
 
     /// Passes `from`'s command to the media loop that runs its room.
