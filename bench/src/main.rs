@@ -18,6 +18,7 @@ use aparte_proto::{RoomId, Token};
 use clap::Parser;
 
 mod e2ee;
+mod hostile;
 mod janus;
 mod procs;
 mod relay;

@@ -30,6 +30,20 @@ pub fn usage(pid: u32) -> anyhow::Result<Usage> {
     })
 }
 
+/// Peak resident memory of a process since it started (`VmHWM`), in MB.
+pub fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .context("no VmHWM")?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb * 1024.0 / 1e6)
+}
+
 /// A child process, killed when dropped.
 #[derive(Debug)]
 pub struct Proc {
@@ -100,6 +114,11 @@ impl Server {
         cmd.args(["--listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"])
             .args(["--max-participants", "500", "--max-lobby", "500"])
             .args(["--join-rate", "100000"])
+            // Every bot connects from 127.0.0.1: one network, hundreds of
+            // connections. (The hostile-load attackers come from networks of
+            // their own, each under the default 64 anyway.)
+            .args(["--max-connections-per-address", "2000"])
+            .args(["--max-connections", "20000"])
             .arg("--data-dir")
             .arg(std::env::temp_dir().join(format!("aparte-bench-{}", std::process::id())))
             .env("APARTE_LOG", "warn");

@@ -63,7 +63,7 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "fanout,meeting,audio,rooms,storm,idle"
+        default_value = "fanout,meeting,audio,rooms,storm,idle,hostile"
     )]
     only: Vec<String>,
     /// SFUs to run (the raw relay always runs with the fan-out).
@@ -212,6 +212,15 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
     }
     if on("idle") {
         keep_note("idle memory", idle_memory(&args).await);
+    }
+    if on("hostile") {
+        match hostile_load(&args).await {
+            Ok((pair, note)) => {
+                rows.extend(pair);
+                notes.push(note);
+            }
+            Err(e) => failed.push(format!("hostile load: {e:#}")),
+        }
     }
     notes.extend(failed.iter().map(|f| format!("**Failed**: {f}.")));
     let table = render(&args, &rows, &notes);
@@ -762,6 +771,71 @@ async fn join_storm(args: &SuiteArgs) -> anyhow::Result<String> {
         percentile(&times, 0.95),
         failures.len()
     ))
+}
+
+/// A 10×10 meeting at 500 kbps measured alone, then again on the same server
+/// while 20 flooding connections, 200 idle ones and a lobby-filling address
+/// attack it (`hostile.rs`): its loss and p99, the server's CPU and peak
+/// memory, side by side.
+async fn hostile_load(args: &SuiteArgs) -> anyhow::Result<([Row; 2], String)> {
+    const MEETING: usize = 10;
+    let (flooders, idlers) = (20, 200);
+    let room = Room::open(System::Aparte, &args.systems(), MEETING, publisher(500_000)).await?;
+    let Sut::Aparte { server, link, .. } = &room.sut else {
+        anyhow::bail!("the hostile load runs on Aparté");
+    };
+    let (url, pid) = (server.ws_url.clone(), room.proc().pid());
+    let size = format!("{MEETING}×{MEETING}");
+    let cpu_pct = |u0: crate::procs::Usage, u1: crate::procs::Usage, s: f64| {
+        100.0 * ((u1.user_s - u0.user_s) + (u1.sys_s - u0.sys_s)) / s
+    };
+
+    let quiet = settle_and_measure(&room, args.seconds, TrackSource::Camera)
+        .await?
+        .row("hostile: meeting alone", "Aparté", size.clone());
+    // The server's CPU share over a window of its own (settle_and_measure
+    // waits for the group before its window).
+    let u0 = room.proc().usage()?;
+    let t0 = Instant::now();
+    let quiet_again = measure(&room, args.seconds, TrackSource::Camera).await?;
+    let quiet_cpu = cpu_pct(u0, room.proc().usage()?, t0.elapsed().as_secs_f64());
+    let quiet_peak = crate::procs::peak_rss_mb(pid)?;
+    eprintln!("{quiet:?}");
+
+    // A second room with its lobby on, for the lobby filler.
+    let (lobby_room, key) = crate::new_room();
+    let mut host = BotConfig::receive_only(room.epoch, link.clone()).hosting(key);
+    host.open_room = false;
+    let lobby_host = Bot::join(&url, lobby_room.clone(), LOOPBACK, host).await?;
+    let attackers = crate::hostile::Attackers::start(&url, flooders, idlers, lobby_room);
+    tokio::time::sleep(WARM_UP).await;
+    let u0 = room.proc().usage()?;
+    let t0 = Instant::now();
+    let attacked = measure(&room, args.seconds, TrackSource::Camera)
+        .await?
+        .row("hostile: meeting beside attackers", "Aparté", size);
+    let attacked_cpu = cpu_pct(u0, room.proc().usage()?, t0.elapsed().as_secs_f64());
+    let counts = attackers.stop().await;
+    let peak = crate::procs::peak_rss_mb(pid)?;
+    lobby_host.kill();
+    eprintln!("{attacked:?}");
+    room.close();
+    let c = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let note = format!(
+        "Hostile load (Aparté, one run): a {MEETING}×{MEETING} meeting at 500 kbps alone: loss {:.2}%, p99          **{:.1} ms**, server CPU {quiet_cpu:.0}% of a core, peak RSS {quiet_peak:.0} MB (a second quiet window:          p99 {:.1} ms). Beside {flooders} flooding connections (pings and junk as fast as the socket takes them,          never reading, reconnecting when closed), {idlers} idle WebSockets (reopened when closed) and an          address filling a lobby: loss {:.2}%, p99 **{:.1} ms**, server CPU {attacked_cpu:.0}%, peak RSS          **{peak:.0} MB**. The attackers wrote {} frames on {} flooding connections (each closed by the server),          opened {} idle connections, were refused {} connections; the lobby filler got {} places and {}          refusals.",
+        quiet.m.loss_pct,
+        quiet.m.p99_ms,
+        quiet_again.p99_ms,
+        attacked.m.loss_pct,
+        attacked.m.p99_ms,
+        c(&counts.flood_frames),
+        c(&counts.flood_connections),
+        c(&counts.idle_connections),
+        c(&counts.refused),
+        c(&counts.lobby_places),
+        c(&counts.lobby_refusals),
+    );
+    Ok(([quiet, attacked], note))
 }
 
 /// Server memory per connected participant that sends and receives no media.

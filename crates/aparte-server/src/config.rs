@@ -187,6 +187,13 @@ pub struct Args {
     pub log: Option<String>,
 }
 
+impl Args {
+    /// Settings from a TOML file's text; unknown keys are refused.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
 /// TLS settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tls {
@@ -293,11 +300,16 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+                Args::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?
             }
             None => Args::default(),
         };
         Self::merge(args, file)
+    }
+
+    /// The configuration a TOML file alone gives (over the defaults).
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        Self::merge(Args::default(), Args::from_toml(text)?)
     }
 
     /// `args` over `file` over the defaults.

@@ -126,11 +126,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(ws_upgrade))
         .route("/privacy", get(privacy_page))
         .fallback(get(asset))
+        .layer(middleware::from_fn_with_state(state.clone(), check_host))
+        // Outermost: every answer carries the headers, refusals included.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             security_headers,
         ))
-        .layer(middleware::from_fn_with_state(state.clone(), check_host))
         .with_state(state)
 }
 
