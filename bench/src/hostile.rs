@@ -149,9 +149,9 @@ async fn idle(ws_url: String, from: IpAddr, stop: Arc<AtomicBool>, counts: Arc<C
         counts.idle_connections.fetch_add(1, Ordering::Relaxed);
         // Hold it, reading only to notice the server closing it.
         while !stop.load(Ordering::Relaxed) {
-            match tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
-                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break,
-                _ => {}
+            let heard = tokio::time::timeout(Duration::from_millis(200), ws.next()).await;
+            if let Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) = heard {
+                break;
             }
         }
     }
