@@ -27,10 +27,15 @@ for t in $targets; do
   # A copy of the seeds: libFuzzer adds what it finds to the first corpus
   # directory, and the committed seeds stay as they are.
   cp -n "corpus/$t"/* "work/$t"/ 2>/dev/null || true
+  status=0
   ./target/"$host"/release/"$t" "work/$t" \
     -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="artifacts/$t/" -print_final_stats=1 2>&1 \
-    | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==|SUMMARY|.*panicked|.*Test unit written)" || true
-  # grep hides libFuzzer's progress lines; the exit status is the fuzzer's.
-  [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz target $t failed: see fuzz/artifacts/$t/" >&2; exit 1; }
+    -artifact_prefix="artifacts/$t/" -print_final_stats=1 > "work/$t.log" 2>&1 || status=$?
+  # libFuzzer's progress lines stay in the log; its verdict and counts show.
+  grep -E "stat::number_of_executed_units|stat::peak_rss|panicked|ERROR|SUMMARY|Test unit written" "work/$t.log" || true
+  if [ "$status" -ne 0 ]; then
+    tail -n 40 "work/$t.log" >&2
+    echo "fuzz target $t failed (exit $status): see fuzz/artifacts/$t/" >&2
+    exit 1
+  fi
 done

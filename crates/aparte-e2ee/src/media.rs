@@ -50,14 +50,18 @@ pub enum MediaKind {
 /// The SFU reads only bit 0 of the first byte (keyframe or not). Everything else,
 /// the picture and the sound, is encrypted.
 pub fn clear_prefix(kind: MediaKind, frame: &[u8]) -> usize {
-    let n = match kind {
+    codec_header(kind, frame).min(frame.len())
+}
+
+/// The codec header's length, as the first byte says it.
+fn codec_header(kind: MediaKind, frame: &[u8]) -> usize {
+    match kind {
         MediaKind::Audio => 1,
         MediaKind::Video => match frame.first() {
             Some(b) if b & 1 == 0 => 10,
             _ => 3,
         },
-    };
-    n.min(frame.len())
+    }
 }
 
 /// Why a frame did not open.
@@ -182,6 +186,12 @@ impl MediaKeys {
     /// Seals a frame: the clear prefix, then the SFrame header, ciphertext and tag.
     pub fn seal(&mut self, kind: MediaKind, frame: &[u8]) -> Result<Vec<u8>, FrameError> {
         let (key, counter) = self.sender.as_mut().ok_or(FrameError::NotReady)?;
+        // A frame shorter than its own codec header is no frame; sealed, it
+        // would not open (the receiver reads the header's length from the
+        // longer sealed frame). Found by the sframe_open fuzz target.
+        if frame.len() < codec_header(kind, frame) {
+            return Err(FrameError::Invalid);
+        }
         let n = clear_prefix(kind, frame);
         let media = MediaFrame::try_with_meta_data(counter, &frame[n..], &frame[..n])
             .map_err(|_| FrameError::NotReady)?;
@@ -260,5 +270,27 @@ mod tests {
         assert_eq!(clear_prefix(MediaKind::Video, &[0x11; 20]), 3); // P=1: delta
         assert_eq!(clear_prefix(MediaKind::Video, &[0x10; 4]), 4);
         assert_eq!(clear_prefix(MediaKind::Video, &[]), 0);
+    }
+
+    /// Every frame that seals opens; a frame shorter than its codec header
+    /// (a "keyframe" of 6 bytes, an empty audio frame) is refused at sealing.
+    #[test]
+    fn what_seals_opens_and_short_frames_do_not_seal() {
+        let mut k = MediaKeys::fixed_for_benchmarks(&[6; 16]).expect("keys");
+        for (kind, frame) in [
+            (MediaKind::Video, &[0xfc, 1, 2, 0xfe, 2, 3][..]),
+            (MediaKind::Video, &[0x11, 1][..]),
+            (MediaKind::Audio, &[][..]),
+        ] {
+            assert_eq!(k.seal(kind, frame), Err(FrameError::Invalid), "{frame:?}");
+        }
+        for (kind, frame) in [
+            (MediaKind::Video, &[0xfc, 1, 2, 0xfe, 2, 3, 4, 5, 6, 7][..]),
+            (MediaKind::Video, &[0x11, 1, 2][..]),
+            (MediaKind::Audio, &[0xfc][..]),
+        ] {
+            let sealed = k.seal(kind, frame).expect("sealed");
+            assert_eq!(k.open(0, kind, &sealed).as_deref(), Ok(frame));
+        }
     }
 }
