@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 echo "== Rust tests (unit, SFU simulation, server integration with bots)"
 cargo test --workspace --all-targets
 
-echo "== Fuzzing the signaling parser (${FUZZ_SECONDS:-60} s, libFuzzer)"
+echo "== Fuzzing every parser of peer input (${FUZZ_SECONDS:-20} s per target, libFuzzer)"
 bash scripts/fuzz.sh
 
 echo "== Server build for the browser tests (and its tap-server example)"
