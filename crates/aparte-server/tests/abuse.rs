@@ -249,6 +249,88 @@ async fn a_ping_flood_from_a_socket_that_never_reads() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Finding 7 (last item): 20 flooding connections, each from its own
+/// address, sending junk messages and pings as fast as they can for 5 s and
+/// reconnecting when closed. Each is closed, again and again; the
+/// bystanders' round trip stays within its bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_flooding_connections_are_closed() {
+    let dir = data_dir("twenty-floods");
+    let server = start(&dir, &[]);
+    let bystanders = Bystanders::start(&server, "flood-bystanders").await;
+    let floods = (0..20u8).map(|i| {
+        let (addr, url) = (server.http_addr, server.ws_url.clone());
+        // A task each: flooders in one task would take turns, and a
+        // flooder that waits its turn is no flood.
+        tokio::spawn(async move {
+            let from = IpAddr::V4(Ipv4Addr::new(127, 0, 3, i + 1));
+            let (mut connections, mut closes_heard) = (0, 0);
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+                tcp.bind(SocketAddr::new(from, 0)).unwrap();
+                let Ok(stream) = tcp.connect(addr).await else {
+                    continue;
+                };
+                let Ok((ws, _)) = tokio_tungstenite::client_async(url.as_str(), stream).await
+                else {
+                    continue;
+                };
+                connections += 1;
+                let (mut tx, mut rx) = ws.split();
+                let junk = r#"{"v":1,"type":"mls_app","data":"AAAA"}"#;
+                let writer = async {
+                    for n in 0u64.. {
+                        let m = if n % 2 == 0 {
+                            Message::Ping(vec![0u8; 125].into())
+                        } else {
+                            Message::text(junk)
+                        };
+                        if tx.feed(m).await.is_err() || (n % 64 == 0 && tx.flush().await.is_err()) {
+                            break;
+                        }
+                    }
+                };
+                let closed = async {
+                    while let Some(Ok(m)) = rx.next().await {
+                        if let Message::Close(Some(f)) = m {
+                            return f.code == CloseCode::Policy;
+                        }
+                    }
+                    false
+                };
+                tokio::select! {
+                    () = writer => {}
+                    policy = closed => closes_heard += usize::from(policy),
+                    () = tokio::time::sleep_until(end.into()) => {}
+                }
+            }
+            (connections, closes_heard)
+        })
+    });
+    let (results, rtt) = tokio::join!(futures_util::future::join_all(floods), async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        round_trip(&server).await
+    });
+    let results: Vec<(usize, usize)> = results.into_iter().map(Result::unwrap).collect();
+    let connections: usize = results.iter().map(|r| r.0).sum();
+    let closed: usize = results.iter().map(|r| r.1).sum();
+    println!(
+        "20 flooders: {connections} connections in 5 s, {closed} closed with 1008; a bystander's \
+         round trip during the flood {rtt:?}"
+    );
+    assert!(
+        results.iter().all(|&(n, c)| n >= 2 && c >= 1),
+        "every flooder was closed (1008) and came back: {results:?}"
+    );
+    assert!(
+        rtt < ROUND_TRIP_BOUND,
+        "round trip during the flood {rtt:?}"
+    );
+    bystanders.check(&server).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Finding 2: 40 concurrent wrong guesses, from one address and then from
 /// 40 addresses: at most 5 are checked per minute for the room, whatever the
 /// number of sockets or addresses; the others are refused before argon2.
