@@ -67,11 +67,19 @@ pub struct Shared {
     pub passcode_sets_by_room: RateLimiter<RoomId>,
     /// Passcode changes per client network.
     pub passcode_sets_by_addr: RateLimiter<IpAddr>,
+    /// Floods per client network: a network whose connections were closed
+    /// for flooding this often in a minute gets no new WebSocket until the
+    /// minute is over.
+    pub flood_strikes: RateLimiter<IpAddr>,
     /// Rooms made persistent per client network.
     pub persist_by_addr: RateLimiter<IpAddr>,
     /// The argon2 workers.
     pub passcodes: Passcodes,
 }
+
+/// Flooding connections one network may have closed per minute before it
+/// is refused new WebSockets for the rest of the minute.
+pub const FLOODS_PER_MINUTE: u32 = 3;
 
 /// Rooms one network may make persistent per hour.
 pub const PERSIST_PER_HOUR: u32 = 20;
@@ -93,6 +101,7 @@ impl Shared {
             passcode_sets_by_room: RateLimiter::new(PASSCODE_SETS_PER_MINUTE, minute),
             passcode_sets_by_addr: RateLimiter::new(PASSCODE_SETS_PER_MINUTE, minute),
             persist_by_addr: RateLimiter::new(PERSIST_PER_HOUR, Duration::from_secs(3600)),
+            flood_strikes: RateLimiter::new(FLOODS_PER_MINUTE, minute),
             passcodes: Passcodes::start(),
             config,
         }
@@ -192,6 +201,18 @@ async fn ws_upgrade(
     if !origin_allowed(&headers, &state) {
         info!("cross-origin signaling connection refused");
         return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
+    }
+    let net = crate::limits::network_of(peer.ip());
+    if !state
+        .flood_strikes
+        .would_allow(&net, std::time::Instant::now())
+    {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "60")],
+            "too many flooding connections from your network",
+        )
+            .into_response();
     }
     ws.max_message_size(WS_TRANSPORT_LIMIT)
         .max_frame_size(WS_TRANSPORT_LIMIT)

@@ -27,6 +27,9 @@ use crate::media::{ConnEvent, ConnTx, MediaCmd, conn_queue};
 /// keeps sending more is flooding.
 pub const BYTE_RATE: u32 = 512 * 1024;
 
+/// Frames read out, at most, after the server's close frame.
+const CLOSING_FRAMES: usize = 256;
+
 /// One connection's state.
 struct Conn {
     shared: Arc<Shared>,
@@ -76,17 +79,17 @@ pub async fn connection(mut socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) 
             m = socket.recv() => {
                 let now = Instant::now();
                 heard = now;
-                let (len, text) = match m {
-                    Some(Ok(Message::Text(t))) => (t.len(), Ok(t)),
-                    Some(Ok(Message::Binary(b))) => (b.len(), Err(true)),
+                let frame = match m {
+                    Some(Ok(Message::Text(t))) => Frame::Text(t),
+                    Some(Ok(Message::Binary(b))) => Frame::Binary(b.len()),
                     // Control frames count against the rate like any other:
                     // the library answers pings by itself, so a ping flood
                     // would otherwise be free.
-                    Some(Ok(Message::Ping(p) | Message::Pong(p))) => (p.len(), Err(false)),
+                    Some(Ok(Message::Ping(p) | Message::Pong(p))) => Frame::Control(p.len()),
                     Some(Ok(Message::Close(_))) | None => break End::Quiet,
                     Some(Err(e)) => break End::from_error(&e),
                 };
-                match conn.flow.admit(now, len) {
+                match conn.flow.admit(now, frame.len()) {
                     Verdict::Pass => {}
                     Verdict::Drop => {
                         if let Some(notice) = conn.rate_notice(now) {
@@ -96,16 +99,16 @@ pub async fn connection(mut socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) 
                     }
                     Verdict::Close => break End::Flood,
                 }
-                let reply = match text {
-                    Ok(text) => match parse_client_msg(text.as_str()) {
+                let reply = match frame {
+                    Frame::Text(text) => match parse_client_msg(text.as_str()) {
                         Err(e) => Some(ServerMsg::error(e.code, e.detail)),
                         Ok(msg) => conn.handle(msg).await,
                     },
-                    Err(true) => Some(ServerMsg::error(
+                    Frame::Binary(_) => Some(ServerMsg::error(
                         ErrorCode::BadMessage,
                         "binary messages are not part of the protocol",
                     )),
-                    Err(false) => continue,
+                    Frame::Control(_) => continue,
                 };
                 if let Some(reply) = reply {
                     if send(&mut socket, &reply, stall).await.is_err() { break End::Quiet }
@@ -145,6 +148,12 @@ pub async fn connection(mut socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) 
             }
         }
     };
+    if end == End::Flood {
+        // Counted for the network: one that keeps flooding is refused new
+        // connections for a while (see `http::ws_upgrade`).
+        conn.shared.flood_strikes.allow(&conn.net, Instant::now());
+        info!("flooding signaling connection closed");
+    }
     end.finish(&mut socket).await;
     if let Some(who) = conn.me {
         let _ = conn
@@ -152,6 +161,22 @@ pub async fn connection(mut socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) 
             .media_of(who)
             .send(MediaCmd::Leave { who })
             .await;
+    }
+}
+
+/// One frame from the client, as flow control counts it.
+enum Frame {
+    Text(axum::extract::ws::Utf8Bytes),
+    Binary(usize),
+    Control(usize),
+}
+
+impl Frame {
+    fn len(&self) -> usize {
+        match self {
+            Frame::Text(t) => t.len(),
+            Frame::Binary(n) | Frame::Control(n) => *n,
+        }
     }
 }
 
@@ -212,11 +237,14 @@ impl End {
             return;
         }
         // The closing handshake: read (and drop) what the client still
-        // sends until its own close, for a moment. Dropping a socket with
-        // unread data resets it, and a reset can lose what was just sent.
+        // sends until its own close, for a moment and a few frames. Dropping
+        // a socket with unread data resets it, and a reset can lose what was
+        // just sent; a flooder that keeps sending is not read for long.
         let _ = tokio::time::timeout(grace, async {
+            let mut frames = 0;
             while let Some(Ok(m)) = socket.recv().await {
-                if matches!(m, Message::Close(_)) {
+                frames += 1;
+                if matches!(m, Message::Close(_)) || frames >= CLOSING_FRAMES {
                     break;
                 }
             }
