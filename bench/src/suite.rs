@@ -822,7 +822,16 @@ async fn hostile_load(args: &SuiteArgs) -> anyhow::Result<([Row; 2], String)> {
     room.close();
     let c = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     let note = format!(
-        "Hostile load (Aparté, one run): a {MEETING}×{MEETING} meeting at 500 kbps alone: loss {:.2}%, p99          **{:.1} ms**, server CPU {quiet_cpu:.0}% of a core, peak RSS {quiet_peak:.0} MB (a second quiet window:          p99 {:.1} ms). Beside {flooders} flooding connections (pings and junk as fast as the socket takes them,          never reading, reconnecting when closed), {idlers} idle WebSockets (reopened when closed) and an          address filling a lobby: loss {:.2}%, p99 **{:.1} ms**, server CPU {attacked_cpu:.0}%, peak RSS          **{peak:.0} MB**. The attackers wrote {} frames on {} flooding connections (each closed by the server),          opened {} idle connections, were refused {} connections; the lobby filler got {} places and {}          refusals.",
+        "Hostile load (Aparté, one run): a {MEETING}×{MEETING} meeting at 500 kbps alone: loss {:.2}%, \
+         p99 **{:.1} ms**, server CPU {quiet_cpu:.0}% of a core, peak RSS {quiet_peak:.0} MB (a second quiet \
+         window: p99 {:.1} ms). Beside {flooders} flooding connections (pings and junk as fast as the socket \
+         takes them, never reading, reconnecting when closed; each from its own address), {idlers} idle \
+         WebSockets (reopened when closed) and an address filling a lobby: loss {:.2}%, p99 **{:.1} ms**, \
+         server CPU {attacked_cpu:.0}%, peak RSS **{peak:.0} MB**. The attackers wrote {} frames on {} \
+         flooding connections (each closed by the server), opened {} idle connections and were refused {} \
+         connections (429 after three floods a minute, 503 past a connection limit); the lobby filler got {} \
+         places and {} refusals. The attackers run in the bench process beside the bots, on the same two \
+         cores.",
         quiet.m.loss_pct,
         quiet.m.p99_ms,
         quiet_again.p99_ms,
