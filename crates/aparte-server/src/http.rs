@@ -1,11 +1,9 @@
 //! HTTP: the embedded web client, the signaling WebSocket endpoint, the
 //! privacy page, and the headers every response carries.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use aparte_proto::{ParticipantId, RoomId};
 use axum::Extension;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
@@ -13,15 +11,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::mpsc;
 use tracing::info;
 
-use crate::config::Config;
-use crate::limits::RateLimiter;
-use crate::media::MediaCmd;
-use crate::passcode::Passcodes;
 use crate::serve::ConnSlot;
-use crate::storage::Storage;
+pub use crate::state::Shared;
 
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
@@ -47,81 +40,6 @@ const WS_WRITE_BUFFER: usize = 16 * 1024;
 /// replace each other instead of piling up. It holds the largest message the
 /// server sends (an offer for a full room, a Welcome).
 const WS_WRITE_BUFFER_MAX: usize = 2 * 1024 * 1024;
-
-/// What every connection shares: the media loop, the store, the limits.
-#[derive(Debug)]
-pub struct Shared {
-    /// The media loops, one per media thread.
-    media: Vec<mpsc::Sender<MediaCmd>>,
-    /// Persistent rooms.
-    pub storage: Storage,
-    /// The running configuration.
-    pub config: Config,
-    /// Join attempts per client network ([`crate::limits::network_of`]).
-    pub join_limiter: RateLimiter<IpAddr>,
-    /// Passcode guesses per room.
-    pub passcode_by_room: RateLimiter<RoomId>,
-    /// Passcode guesses per client network.
-    pub passcode_by_addr: RateLimiter<IpAddr>,
-    /// Passcode changes per room.
-    pub passcode_sets_by_room: RateLimiter<RoomId>,
-    /// Passcode changes per client network.
-    pub passcode_sets_by_addr: RateLimiter<IpAddr>,
-    /// Floods per client network: a network whose connections were closed
-    /// for flooding this often in a minute gets no new WebSocket until the
-    /// minute is over.
-    pub flood_strikes: RateLimiter<IpAddr>,
-    /// Rooms made persistent per client network.
-    pub persist_by_addr: RateLimiter<IpAddr>,
-    /// The argon2 workers.
-    pub passcodes: Passcodes,
-}
-
-/// Flooding connections one network may have closed per minute before it
-/// is refused new WebSockets for the rest of the minute.
-pub const FLOODS_PER_MINUTE: u32 = 3;
-
-/// Rooms one network may make persistent per hour.
-pub const PERSIST_PER_HOUR: u32 = 20;
-
-/// Passcode changes allowed per room, and per network, per minute.
-pub const PASSCODE_SETS_PER_MINUTE: u32 = 10;
-
-impl Shared {
-    /// State for a server with this configuration and these services.
-    pub fn new(config: Config, media: Vec<mpsc::Sender<MediaCmd>>, storage: Storage) -> Self {
-        assert!(!media.is_empty(), "a server has at least one media loop");
-        let minute = Duration::from_secs(60);
-        Shared {
-            media,
-            storage,
-            join_limiter: RateLimiter::new(config.join_rate, minute),
-            passcode_by_room: RateLimiter::new(config.passcode_rate, minute),
-            passcode_by_addr: RateLimiter::new(config.passcode_rate, minute),
-            passcode_sets_by_room: RateLimiter::new(PASSCODE_SETS_PER_MINUTE, minute),
-            passcode_sets_by_addr: RateLimiter::new(PASSCODE_SETS_PER_MINUTE, minute),
-            persist_by_addr: RateLimiter::new(PERSIST_PER_HOUR, Duration::from_secs(3600)),
-            flood_strikes: RateLimiter::new(FLOODS_PER_MINUTE, minute),
-            passcodes: Passcodes::start(),
-            config,
-        }
-    }
-
-    /// The media loop that runs `room` ([`crate::media_thread_of`]).
-    pub fn media_for_room(&self, room: &RoomId) -> &mpsc::Sender<MediaCmd> {
-        &self.media[crate::media_thread_of(room, self.media.len())]
-    }
-
-    /// The media loop of participant `id`: media thread *i* of *n* gives
-    /// out ids i + 1, i + 1 + n, … (`SfuConfig::first_id`, `id_step`).
-    pub fn media_of(&self, id: ParticipantId) -> &mpsc::Sender<MediaCmd> {
-        &self.media[(id.0.saturating_sub(1) % self.media.len() as u64) as usize]
-    }
-
-    fn tls(&self) -> bool {
-        self.config.tls != crate::config::Tls::Off
-    }
-}
 
 /// Shared state of the HTTP handlers.
 pub type AppState = Arc<Shared>;

@@ -25,6 +25,7 @@ pub mod media;
 pub mod passcode;
 pub mod privacy;
 pub mod serve;
+pub mod state;
 pub mod storage;
 pub mod tls;
 pub mod udp;
@@ -157,7 +158,7 @@ pub async fn start_with_tap(
         media_stops.push(stop);
     }
     let retention_task = tokio::spawn(purge_periodically(storage.clone()));
-    let shared = Arc::new(http::Shared::new(config, media_tx, storage));
+    let shared = Arc::new(state::Shared::new(config, media_tx, storage));
     let bounds = serve::Bounds {
         total: shared.config.max_connections,
         per_network: shared.config.max_connections_per_address,

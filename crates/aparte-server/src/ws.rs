@@ -18,9 +18,9 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::http::Shared;
 use crate::limits::{Flow, Verdict, network_of};
 use crate::media::{ConnEvent, ConnTx, MediaCmd, conn_queue};
+use crate::state::Shared;
 
 /// Bytes per second a connection may send, in bursts of twice that. A
 /// browser's answers, commits and Welcomes stay far below; a client that

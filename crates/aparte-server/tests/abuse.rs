@@ -761,6 +761,7 @@ async fn idle_slow_and_crowding_connections_are_closed() {
 async fn lobby_places_and_persistent_rooms_are_bounded() {
     let dir = data_dir("capacity");
     let server = start(&dir, &["--max-persistent-rooms", "2"]);
+    let bystanders = Bystanders::start(&server, "capacity-bystanders").await;
     let r = room("lobby-fill");
     let mut hc = config(&r, "host", true, 100_000, Instant::now());
     hc.open_room = false;
@@ -830,6 +831,7 @@ async fn lobby_places_and_persistent_rooms_are_bounded() {
             Some(Err(ErrorCode::QuotaExceeded))
         ]
     );
+    bystanders.check(&server).await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
