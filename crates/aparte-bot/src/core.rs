@@ -55,6 +55,10 @@ pub struct BotConfig {
     /// MLS group: for benchmarks of SFUs that have no delivery service (the
     /// per-frame work stays the same). Aparté meetings never use it.
     pub fixed_media_key: Option<[u8; 16]>,
+    /// Keep running and publishing after the server refuses or ends this
+    /// participant, as a hostile client would (tests that the server cuts it
+    /// off, rather than trusting it to stop).
+    pub stubborn: bool,
 }
 
 impl BotConfig {
@@ -77,6 +81,7 @@ impl BotConfig {
             open_room: false,
             admit_all: false,
             fixed_media_key: None,
+            stubborn: false,
         }
     }
 
@@ -446,7 +451,7 @@ impl BotCore {
             ServerMsg::Relay { .. } => {}
             ServerMsg::Error { code, message } => {
                 self.control.errors.push(code);
-                if !Self::survives(code) {
+                if !Self::survives(code) && !self.config.stubborn {
                     return Err(BotError::Server(code, message));
                 }
             }
@@ -633,6 +638,11 @@ impl BotCore {
                 | ErrorCode::InvalidField
                 | ErrorCode::TooLarge
         )
+    }
+
+    /// How the bot was configured.
+    pub fn config(&self) -> &BotConfig {
+        &self.config
     }
 
     /// Queues a signaling message (host controls, probes of the server).

@@ -21,3 +21,9 @@ mod runtime;
 pub use crate::core::{BotConfig, BotCore, BotError, BotOutput};
 pub use report::{BotReport, ControlReport, E2eeReport, StreamReport};
 pub use runtime::Bot;
+
+// A bot joins rooms of any size an operator may configure: every member of
+// the largest must have a media key id (its MLS leaf must fit). The e2ee
+// crate's tests show a member at the last leaf gets keys; this makes a
+// larger room limit fail the build instead of leaving members keyless.
+const _: () = assert!(aparte_proto::MAX_PARTICIPANTS_PER_ROOM <= aparte_e2ee::MAX_LEAVES as usize);

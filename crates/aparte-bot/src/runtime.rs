@@ -250,6 +250,8 @@ async fn drive(
     mut cmd: mpsc::Receiver<Cmd>,
 ) -> Result<BotReport, BotError> {
     let mut buf = vec![0u8; 2048];
+    let stubborn = core.config().stubborn;
+    let mut signaling = true;
     let timer = tokio::time::sleep_until(tokio::time::Instant::from_std(core.poll_timeout()));
     tokio::pin!(timer);
     loop {
@@ -273,10 +275,12 @@ async fn drive(
             timer.as_mut().reset(wake);
         }
         tokio::select! {
-            incoming = signals.recv() => match incoming {
+            incoming = signals.recv(), if signaling => match incoming {
                 // A server error ends the bot: it reports what it was told.
                 Some(Incoming::Msg(msg)) => core.handle_signal(Instant::now(), msg)?,
                 Some(Incoming::Unparsable(e)) => return Err(BotError::Offer(e)),
+                // A stubborn bot goes on with its media alone.
+                Some(Incoming::Closed) | None if stubborn => signaling = false,
                 Some(Incoming::Closed) | None => return Err(BotError::Disconnected),
             },
             r = udp.recv_from(&mut buf) => {

@@ -123,17 +123,22 @@ async fn every_bad_message_gets_a_typed_error() {
     // A message beyond the transport limit closes only that connection.
     let huge = "x".repeat(2 * 1024 * 1024);
     let _ = ws.send(t(&huge)).await;
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+    // Closed with "message too big" (1009), not left open or reset.
+    let code = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+                None | Some(Err(_)) => return None,
                 Some(Ok(_)) => {}
             }
         }
     })
     .await
-    .unwrap();
-    assert!(closed);
+    .expect("closed within 5 s");
+    assert_eq!(
+        code,
+        Some(tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Size)
+    );
     let f = frames(a, b.id(), TrackSource::Camera).await;
     assert!(
         eventually(Duration::from_secs(2), || async {

@@ -269,14 +269,18 @@ fn locked_and_unknown_rooms_answer_alike() {
     // The host key still enters a locked room.
     let mut h2 = named(&s, "host, second device");
     h2.key = Some(host_key(&r));
-    assert!(s.try_join(&r, h2, None).is_ok());
+    let second = s.try_join(&r, h2, None).unwrap();
+    assert_eq!(s.report(second).control.role, Some(Role::Host));
+    assert!(!s.is_waiting(second));
+    assert!(s.sfu.members(&r).contains(&s.id(second)));
 }
 
 #[test]
 fn a_passcode_is_checked_before_the_lobby() {
     let mut s = Sim::new();
     let r = room("code-room");
-    let h = s.join(&r);
+    // The host keeps the lobby on.
+    let h = s.try_join(&r, host(&s, &r), None).unwrap();
     let verifier: Arc<str> = Arc::from("$argon2id$v=19$stand-in");
     s.sfu.update_room(
         s.now,
@@ -294,7 +298,12 @@ fn a_passcode_is_checked_before_the_lobby() {
         aparte_bot::BotCore::new(s.now, "10.9.9.9:1".parse().unwrap(), named(&s, "checked"));
     let mut req = sim::request(core.join_msg(r.clone()), None);
     req.passcode_checked = Some(verifier);
-    assert!(s.sfu.join(s.now, req).is_ok());
+    // Past the passcode, the lobby (on by default) still holds the joiner.
+    let Ok(aparte_sfu::Admission::Waiting(id)) = s.sfu.join(s.now, req) else {
+        panic!("a checked passcode leads to the lobby, not around it");
+    };
+    assert_eq!(s.sfu.lobby(&r), vec![id]);
+    assert!(!s.sfu.members(&r).contains(&id));
 }
 
 #[test]

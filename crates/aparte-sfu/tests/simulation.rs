@@ -366,6 +366,64 @@ fn bad_answers_get_typed_errors_and_hurt_nobody() {
     assert!(s.bots[b].closed.is_none());
 }
 
+/// An answer while an offer waits: text that is not SDP is refused and the
+/// offer still waits; SDP that does not answer it ends that participant's
+/// session (the two sides may disagree about it) and nobody else's.
+#[test]
+fn an_answer_that_does_not_answer_the_offer_removes_only_its_sender() {
+    let mut s = Sim::new();
+    let r = room("room-bad-answer");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    s.run(2 * SECOND);
+    // b stops answering; c's tracks then give it an offer that waits.
+    s.bots[b].answering = false;
+    let c = s.join(&r);
+    s.run(2 * SECOND);
+    let offers = s.bots[b]
+        .inbox
+        .iter()
+        .filter(|m| matches!(m, ServerMsg::Offer { .. }))
+        .count();
+    assert!(
+        offers >= 2,
+        "an offer for c's tracks waits ({offers} offers)"
+    );
+    let errors = |s: &Sim| -> Vec<ErrorCode> {
+        s.bots[b]
+            .inbox
+            .iter()
+            .filter_map(|m| match m {
+                ServerMsg::Error { code, .. } => Some(*code),
+                _ => None,
+            })
+            .collect()
+    };
+    s.send(
+        b,
+        ClientMsg::Answer {
+            sdp: "garbage".into(),
+        },
+    );
+    assert_eq!(errors(&s), [ErrorCode::InvalidSdp]);
+    assert!(s.bots[b].closed.is_none(), "the offer still waits");
+    // Well-formed SDP that answers nothing of the offer.
+    let stranger = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
+    s.send(
+        b,
+        ClientMsg::Answer {
+            sdp: stranger.into(),
+        },
+    );
+    assert_eq!(s.bots[b].closed, Some(Some(ErrorCode::InvalidSdp)));
+    let b_id = s.id(b);
+    assert!(!s.sfu.members(&r).contains(&b_id));
+    // a and c go on.
+    let before = frames(&s, a, c, TrackSource::Camera);
+    s.run(SECOND);
+    assert!(frames(&s, a, c, TrackSource::Camera) > before + 20);
+}
+
 #[test]
 fn relay_reaches_the_room_only() {
     let mut s = Sim::new();

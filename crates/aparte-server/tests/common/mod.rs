@@ -164,6 +164,21 @@ pub async fn recv(ws: &mut Ws, within: Duration) -> Option<aparte_proto::ServerM
     }
 }
 
+/// Whether the server closes `ws` within `within` (a close frame, the end of
+/// the stream, or a reset), as opposed to staying silent.
+pub async fn closed(ws: &mut Ws, within: Duration) -> bool {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return false,
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
 /// Sends `text` and returns the first error code the server answers with,
 /// skipping other messages.
 pub async fn error_for(ws: &mut Ws, text: &str) -> (aparte_proto::ErrorCode, String) {
