@@ -74,6 +74,7 @@ use rand::{RngCore, SeedableRng};
 use str0m::crypto::{CryptoProvider, from_feature_flags};
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 
@@ -115,6 +116,21 @@ pub struct SfuConfig {
     pub first_id: u64,
     /// See `first_id`.
     pub id_step: u64,
+}
+
+/// The RTP header extensions offered: str0m's standard set without the audio
+/// level (client-to-mixer audio level, RFC 6464), which would show the server
+/// who speaks and when. Every one left is transport (send time, transport-wide
+/// sequence number, mid, simulcast stream ids) or needed to render (video
+/// orientation).
+fn header_extensions() -> ExtensionMap {
+    let mut kept = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if *ext != Extension::AudioLevel {
+            kept.set(id, ext.clone());
+        }
+    }
+    kept
 }
 
 /// Outgoing video packets kept per receiver for resends. str0m's default
@@ -370,6 +386,10 @@ impl Sfu {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            // No audio level: in clear, it would tell the server who speaks
+            // when (speaking indicators are computed in each page from
+            // decrypted audio). Not offered, so browsers do not send it.
+            .set_extension_map(header_extensions())
             // Packets in, packets out: see `forward`.
             .set_rtp_mode(true)
             .build(now);

@@ -96,9 +96,8 @@ impl Sfu {
         let header = &pkt.header;
         // Header extensions that describe the media travel on; transport
         // ones (MID, TWCC, send times) belong to each leg and str0m sets them.
+        // No audio level: it is not negotiated (see `header_extensions`).
         let ext_vals = ExtensionValues {
-            audio_level: header.ext_vals.audio_level,
-            voice_activity: header.ext_vals.voice_activity,
             video_orientation: header.ext_vals.video_orientation,
             ..ExtensionValues::default()
         };

@@ -459,3 +459,30 @@ fn relay_reaches_the_room_only() {
     );
     assert_eq!(relayed(&s, c), 0);
 }
+
+/// The audio level header extension (RFC 6464) would tell the server who
+/// speaks when, in clear: it is never offered, so it is never negotiated,
+/// and the media still flows with the transport extensions.
+#[test]
+fn no_audio_level_is_negotiated() {
+    let mut s = Sim::new();
+    let r = room("room-no-level");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    s.run(2 * SECOND);
+    let offers: Vec<&String> = s.bots[b]
+        .inbox
+        .iter()
+        .filter_map(|m| match m {
+            ServerMsg::Offer { sdp, .. } => Some(sdp),
+            _ => None,
+        })
+        .collect();
+    assert!(offers.len() >= 2, "the first offer and one with a's tracks");
+    for sdp in offers {
+        assert!(sdp.contains("a=extmap:"), "extensions are offered");
+        assert!(sdp.contains("transport-wide-cc"), "{sdp}");
+        assert!(!sdp.contains("ssrc-audio-level"), "{sdp}");
+    }
+    assert!(frames(&s, b, a, TrackSource::Mic) > 40, "audio flows");
+}
