@@ -123,6 +123,21 @@ test('three browsers meet end-to-end encrypted; the server sees no plaintext', {
   assert.equal((await e2ee(wrong)).inGroup, false);
   const wrongStats = await wrong.evaluate(() => window.aparte.diagnostics().stats());
   assert.ok(wrongStats.filter((s) => s.kind === 'video').every((s) => s.framesDecoded === 0), 'nothing decodes');
+  // Meanwhile the honest pages seal every frame they send (nothing leaves in
+  // clear: notSent stays where it was), and what reaches the wrong page is
+  // there but does not open. If senders did not encrypt, their sealed
+  // counters would stand still.
+  const before = await Promise.all(pages.map(async (p) => (await e2ee(p)).counters));
+  const wrongBefore = (await e2ee(wrong)).counters;
+  await sleep(1500);
+  for (const [i, p] of pages.entries()) {
+    const after = (await e2ee(p)).counters;
+    assert.ok(after.sealed > before[i].sealed + 20, `${NAMES[i]} keeps sealing (${before[i].sealed} -> ${after.sealed})`);
+    assert.equal(after.notSent, before[i].notSent, `${NAMES[i]} sends nothing unsealed`);
+  }
+  const wrongAfter = (await e2ee(wrong)).counters;
+  assert.ok(wrongAfter.failed > wrongBefore.failed + 20, `frames reach the wrong page and fail (${wrongBefore.failed} -> ${wrongAfter.failed})`);
+  assert.equal(wrongAfter.opened, 0, 'the wrong page opens nothing');
   // The others never let it in: same code, same roster.
   for (const p of pages) {
     assert.equal(await p.textContent('#security-digits'), codes[0]);
