@@ -272,6 +272,84 @@ mod tests {
         assert_eq!(clear_prefix(MediaKind::Video, &[]), 0);
     }
 
+    /// An exporter whose output depends on everything it is asked (label,
+    /// context, length), like an MLS group's: keys made with another label
+    /// or length would differ.
+    struct Labelled(u8);
+
+    impl MlsExporter for Labelled {
+        type BaseKey = Vec<u8>;
+        type Error = std::convert::Infallible;
+
+        fn export_secret(
+            &self,
+            label: &str,
+            ctx: &[u8],
+            len: usize,
+        ) -> Result<Vec<u8>, Self::Error> {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            h.update([self.0]);
+            h.update((label.len() as u32).to_be_bytes());
+            h.update(label.as_bytes());
+            h.update(ctx);
+            h.update((len as u32).to_be_bytes());
+            Ok(h.finalize()[..len].to_vec())
+        }
+    }
+
+    /// RFC 9605 §5.2, written out here from the RFC rather than through the
+    /// sframe crate's MLS helper that `rekey` uses: the epoch's base key is
+    /// `MLS-Exporter("SFrame 1.0 Base Key", "", AEAD.Nk)`, and a sender's key
+    /// id is `(context << (S + E)) + (sender_index << E) + (epoch % (1 << E))`
+    /// with context 0, E = 8 and S = 12 here. The per-key-id key and salt are
+    /// §4.4.2's (`derive_from`, checked against the RFC's vectors in
+    /// tests/rfc9605.rs). A frame sealed with keys made this way opens with
+    /// ours, and ours carries that key id and opens with those keys.
+    #[test]
+    fn media_keys_follow_rfc9605_section_5_2() {
+        let exporter = Labelled(3);
+        let (epoch, sender, receiver) = (300u64, 257u32, 4u32);
+        let nk = 16; // AES-128-GCM
+        let base_key = exporter
+            .export_secret("SFrame 1.0 Base Key", b"", nk)
+            .expect("export");
+        let kid = |leaf: u32| (u64::from(leaf) << 8) + (epoch % (1 << 8));
+        assert_eq!(kid(sender), 0x1012c);
+
+        let mut ours = MediaKeys::new(1000);
+        ours.rekey(0, &exporter, epoch, receiver, [sender])
+            .expect("keys");
+        // The sender's frame, sealed by the RFC's recipe.
+        let enc = EncryptionKey::derive_from(SFRAME_SUITE, kid(sender), &base_key).expect("key");
+        let mut counter = MonotonicCounter::default();
+        let frame = [0xfc, 1, 2, 3, 4];
+        let sealed = MediaFrame::try_with_meta_data(&mut counter, &frame[1..], &frame[..1])
+            .expect("frame")
+            .encrypt(&enc)
+            .expect("sealed");
+        let opened = ours.open(0, MediaKind::Audio, sealed.as_ref());
+        assert_eq!(opened.as_deref(), Ok(&frame[..]));
+
+        // Our own frame: the RFC's key id, and the RFC's keys open it.
+        let mine = ours.seal(MediaKind::Audio, &frame).expect("sealed");
+        let parsed = EncryptedFrame::try_with_meta_data(&mine[1..], &mine[..1]).expect("parsed");
+        assert_eq!(parsed.header().key_id(), kid(receiver));
+        let dec = DecryptionKey::derive_from(SFRAME_SUITE, kid(receiver), &base_key).expect("key");
+        let media = parsed.decrypt(&dec).expect("opens with the RFC's keys");
+        assert_eq!(media.payload(), &frame[1..]);
+
+        // Another epoch's keys are other keys.
+        let mut later = MediaKeys::new(1000);
+        later
+            .rekey(0, &exporter, epoch + 1, receiver, [sender])
+            .expect("keys");
+        assert_eq!(
+            later.open(0, MediaKind::Audio, sealed.as_ref()),
+            Err(FrameError::NoKey)
+        );
+    }
+
     /// Every frame that seals opens; a frame shorter than its codec header
     /// (a "keyframe" of 6 bytes, an empty audio frame) is refused at sealing.
     #[test]

@@ -1,6 +1,8 @@
 //! RFC 9605 Appendix C test vectors for the AES-GCM suites, through the same
-//! sframe calls the crate makes (key derivation from a base key and key id,
-//! encryption with metadata, decryption).
+//! sframe calls the crate makes: §4.4.2's key and salt from a base key and key
+//! id, encryption with metadata, decryption. How the base key and key id come
+//! from the MLS group (§5.2) is our code, tested against the RFC's recipe in
+//! `media::tests::media_keys_follow_rfc9605_section_5_2`.
 
 #![allow(clippy::unwrap_used)]
 
