@@ -8,10 +8,10 @@ import init, { Engine } from '/wasm/aparte_e2ee_wasm.js';
 const loaded = init({ module_or_path: '/wasm/aparte_e2ee_wasm_bg.wasm' });
 let engine = null;
 let timer = null;
-const counters = { sealed: 0, opened: 0, failed: 0, notSent: 0, byPeer: {} };
+const counters = { sealed: 0, opened: 0, failed: 0, relabelled: 0, replayed: 0, notSent: 0, byPeer: {} };
 
 function peerCounters(peer) {
-  counters.byPeer[peer] ??= { opened: 0, failed: 0 };
+  counters.byPeer[peer] ??= { opened: 0, failed: 0, relabelled: 0, replayed: 0 };
   return counters.byPeer[peer];
 }
 
@@ -98,13 +98,17 @@ function transformer(options) {
       const c = peerCounters(peer);
       try {
         if (!engine) throw new Error('no keys');
-        frame.data = engine.open(performance.now(), video, new Uint8Array(frame.data)).buffer;
+        // The frame opens only with the key of the member whose track it came
+        // on: a frame the server moved to another tile is dropped, and so is
+        // a replay.
+        frame.data = engine.open(performance.now(), video, Number(peer), new Uint8Array(frame.data)).buffer;
         counters.opened++;
         c.opened++;
         controller.enqueue(frame);
-      } catch {
-        counters.failed++;
-        c.failed++;
+      } catch (e) {
+        const why = e?.message === 'relabelled' || e?.message === 'replayed' ? e.message : 'failed';
+        counters[why]++;
+        c[why]++;
       }
     },
   });

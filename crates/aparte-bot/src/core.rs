@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aparte_e2ee::{LinkSecret, MediaKeys, MediaKind, Session, SessionEvent, SessionOut, b64};
+use aparte_e2ee::{
+    FrameError, LinkSecret, MediaKeys, MediaKind, Session, SessionEvent, SessionOut, b64,
+};
 use aparte_proto::{
     ClientMsg, ErrorCode, ParticipantId, Role, RoomId, ServerMsg, Token, TrackSource,
 };
@@ -884,9 +886,17 @@ impl BotCore {
         };
         let ms = now_us / 1000;
         let opened = media_keys(&mut self.session, &mut self.fixed_media)
-            .map(|keys| keys.open(ms, kind, &d.data));
+            .map(|keys| keys.open(ms, kind, peer.0, &d.data));
         let plain = match opened {
             Some(Ok(p)) => p,
+            Some(Err(FrameError::WrongSender)) => {
+                s.relabelled += 1;
+                return;
+            }
+            Some(Err(FrameError::Replayed)) => {
+                s.replayed += 1;
+                return;
+            }
             _ => {
                 s.undecryptable += 1;
                 return;

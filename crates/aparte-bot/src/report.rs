@@ -141,6 +141,11 @@ pub struct StreamReport {
     pub wrong_sender: u64,
     /// Frames that did not open (no key, or failed authentication).
     pub undecryptable: u64,
+    /// Frames that opened only with another member's key than the track's
+    /// owner's: relabelled by the server, refused by the E2EE layer.
+    pub relabelled: u64,
+    /// Frames whose counter was already opened (replays), refused.
+    pub replayed: u64,
     /// Receive time minus send time, µs, one per frame (bounded).
     pub latency_us: Vec<u32>,
     /// When the first intact frame arrived, µs on the bots' shared clock.
@@ -162,6 +167,8 @@ impl StreamReport {
             corrupt: 0,
             wrong_sender: 0,
             undecryptable: 0,
+            relabelled: 0,
+            replayed: 0,
             latency_us: Vec::new(),
             first_us: None,
         }

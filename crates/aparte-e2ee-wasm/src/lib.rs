@@ -5,7 +5,7 @@
 
 #![forbid(unsafe_code)]
 
-use aparte_e2ee::{LinkSecret, MediaKind, Session, SessionEvent, SessionOut, b64};
+use aparte_e2ee::{FrameError, LinkSecret, MediaKind, Session, SessionEvent, SessionOut, b64};
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
@@ -212,11 +212,24 @@ impl Engine {
         self.s()?.media().seal(kind(video), frame).map_err(err)
     }
 
-    /// Opens one incoming frame; errors if it has no key or fails authentication.
-    pub fn open(&mut self, now: f64, video: bool, frame: &[u8]) -> Result<Vec<u8>, JsError> {
+    /// Opens one incoming frame that came on a track of participant `from`
+    /// (an integer below 2^53). Errors if it has no key, fails
+    /// authentication, opens only with another member's key than `from`'s
+    /// (the message starts with "relabelled"), or is a replay ("replayed").
+    pub fn open(
+        &mut self,
+        now: f64,
+        video: bool,
+        from: f64,
+        frame: &[u8],
+    ) -> Result<Vec<u8>, JsError> {
         self.s()?
             .media()
-            .open(now as u64, kind(video), frame)
-            .map_err(err)
+            .open(now as u64, kind(video), from as u64, frame)
+            .map_err(|e| match e {
+                FrameError::WrongSender => JsError::new("relabelled"),
+                FrameError::Replayed => JsError::new("replayed"),
+                other => err(other),
+            })
     }
 }

@@ -77,12 +77,70 @@ pub enum FrameError {
     /// This member has no group key to seal with.
     #[error("not in a group: nothing may be sent")]
     NotReady,
+    /// The key that opens the frame is another member's than the one whose
+    /// track it came on: the server relabelled it. Not shown.
+    #[error("frame of another sender than its track's")]
+    WrongSender,
+    /// A frame counter this key already opened, or one older than the replay
+    /// window: a replay (or a frame so late it no longer matters). Not shown.
+    #[error("frame replayed")]
+    Replayed,
 }
 
 struct RxKey {
     key: DecryptionKey,
     /// When this key stops being accepted (ms, caller's clock); `None` while current.
     expires_ms: Option<u64>,
+    /// The participant whose MLS leaf this key belongs to, in its epoch
+    /// (from the leaf's credential); `None` for keys with no owner (the
+    /// benchmarks' fixed keys).
+    sender: Option<u64>,
+    /// Frame counters already opened with this key.
+    seen: ReplayWindow,
+}
+
+/// The counters one key opened: the highest, and which of the
+/// [`ReplayWindow::SIZE`] below it. A frame is fresh if its counter is above
+/// the highest, or within the window and not seen. Counters are recorded only
+/// once a frame authenticated, so forged frames cannot move the window.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReplayWindow {
+    top: Option<u64>,
+    /// Bit i: counter `top - i` was opened.
+    bits: u128,
+}
+
+impl ReplayWindow {
+    /// Frames of reordering tolerated: about four seconds of 30 fps video.
+    const SIZE: u64 = 128;
+
+    fn is_fresh(&self, ctr: u64) -> bool {
+        match self.top {
+            None => true,
+            Some(top) if ctr > top => true,
+            Some(top) => top - ctr < Self::SIZE && self.bits & (1 << (top - ctr)) == 0,
+        }
+    }
+
+    fn record(&mut self, ctr: u64) {
+        match self.top {
+            Some(top) if ctr <= top => self.bits |= 1 << (top - ctr),
+            Some(top) => {
+                let shift = ctr - top;
+                self.bits = if shift >= Self::SIZE {
+                    0
+                } else {
+                    self.bits << shift
+                };
+                self.bits |= 1;
+                self.top = Some(ctr);
+            }
+            None => {
+                self.bits = 1;
+                self.top = Some(ctr);
+            }
+        }
+    }
 }
 
 /// The media keys of one member.
@@ -130,6 +188,8 @@ impl MediaKeys {
             RxKey {
                 key: dec,
                 expires_ms: None,
+                sender: None,
+                seen: ReplayWindow::default(),
             },
         );
         Ok(keys)
@@ -140,14 +200,16 @@ impl MediaKeys {
         self.epoch
     }
 
-    /// Installs the keys of a new epoch. `now_ms` starts the grace of the old ones.
+    /// Installs the keys of a new epoch: its own leaf's to seal with, and one
+    /// per other member, `(leaf, participant)`, to open with. `now_ms` starts
+    /// the grace of the old ones.
     pub(crate) fn rekey(
         &mut self,
         now_ms: u64,
         exporter: &impl MlsExporter,
         epoch: u64,
         own_leaf: u32,
-        other_leaves: impl IntoIterator<Item = u32>,
+        others: impl IntoIterator<Item = (u32, u64)>,
     ) -> Result<(), sframe::error::SframeError> {
         for k in self.receive.values_mut() {
             k.expires_ms.get_or_insert(now_ms + self.grace_ms);
@@ -156,7 +218,7 @@ impl MediaKeys {
         let kid = |leaf: u32| MlsKeyId::try_new(0u64, epoch, leaf, bit_range());
         let enc = EncryptionKey::derive_from_mls(SFRAME_SUITE, exporter, kid(own_leaf)?)?;
         self.sender = Some((enc, MonotonicCounter::default()));
-        for leaf in other_leaves {
+        for (leaf, participant) in others {
             let id = kid(leaf)?;
             let key = DecryptionKey::derive_from_mls(SFRAME_SUITE, exporter, id)?;
             self.receive.insert(
@@ -164,6 +226,8 @@ impl MediaKeys {
                 RxKey {
                     key,
                     expires_ms: None,
+                    sender: Some(participant),
+                    seen: ReplayWindow::default(),
                 },
             );
         }
@@ -199,11 +263,15 @@ impl MediaKeys {
         Ok(sealed.as_ref().to_vec())
     }
 
-    /// Opens a sealed frame, refusing keys past their grace at `now_ms`.
+    /// Opens a sealed frame that came on a track of participant `from`:
+    /// refused if the key that opens it is another member's (the server
+    /// relabelled it), if its counter was already opened or is older than the
+    /// replay window, or if its key is past its grace at `now_ms`.
     pub fn open(
         &mut self,
         now_ms: u64,
         kind: MediaKind,
+        from: u64,
         sealed: &[u8],
     ) -> Result<Vec<u8>, FrameError> {
         self.expire(now_ms);
@@ -211,8 +279,16 @@ impl MediaKeys {
         let frame = EncryptedFrame::try_with_meta_data(&sealed[n..], &sealed[..n])
             .map_err(|_| FrameError::Invalid)?;
         let kid = frame.header().key_id();
-        let key = &self.receive.get(&kid).ok_or(FrameError::NoKey)?.key;
-        let media = frame.decrypt(key).map_err(|_| FrameError::Invalid)?;
+        let ctr = frame.header().counter();
+        let rx = self.receive.get_mut(&kid).ok_or(FrameError::NoKey)?;
+        if rx.sender.is_some_and(|s| s != from) {
+            return Err(FrameError::WrongSender);
+        }
+        if !rx.seen.is_fresh(ctr) {
+            return Err(FrameError::Replayed);
+        }
+        let media = frame.decrypt(&rx.key).map_err(|_| FrameError::Invalid)?;
+        rx.seen.record(ctr);
         let mut out = Vec::with_capacity(n + media.payload().len());
         out.extend_from_slice(media.meta_data());
         out.extend_from_slice(media.payload());
@@ -246,7 +322,11 @@ mod tests {
             .iter()
             .map(|&own| {
                 let mut k = MediaKeys::new(1000);
-                let others = leaves.iter().copied().filter(|&l| l != own);
+                let others = leaves
+                    .iter()
+                    .copied()
+                    .filter(|&l| l != own)
+                    .map(|l| (l, participant(l)));
                 k.rekey(0, &Fixed, 3, own, others)
                     .expect("keys for every leaf");
                 k
@@ -256,11 +336,87 @@ mod tests {
         for i in 0..leaves.len() {
             let sealed = keys[i].seal(MediaKind::Audio, &frame).expect("sealed");
             let j = (i + 1) % leaves.len();
-            let opened = keys[j].open(0, MediaKind::Audio, &sealed);
+            let from = participant(leaves[i]);
+            let opened = keys[j].open(0, MediaKind::Audio, from, &sealed);
             assert_eq!(opened.as_deref(), Ok(&frame[..]), "leaf {}", leaves[i]);
         }
         let mut k = MediaKeys::new(1000);
-        assert!(k.rekey(0, &Fixed, 3, MAX_LEAVES, [0]).is_err());
+        assert!(k.rekey(0, &Fixed, 3, MAX_LEAVES, [(0, 1)]).is_err());
+    }
+
+    /// The participant a test puts at `leaf`.
+    fn participant(leaf: u32) -> u64 {
+        u64::from(leaf) * 7 + 1000
+    }
+
+    /// Two senders, one receiver: a frame opens only when it came on its own
+    /// sender's track; shown on another's, it is refused as relabelled.
+    #[test]
+    fn a_frame_opens_only_on_its_senders_track() {
+        let mut alice = MediaKeys::new(1000);
+        alice
+            .rekey(0, &Fixed, 5, 1, [(0, participant(0)), (2, participant(2))])
+            .expect("keys");
+        let mut bob = MediaKeys::new(1000);
+        bob.rekey(0, &Fixed, 5, 2, [(0, participant(0)), (1, participant(1))])
+            .expect("keys");
+        let mut carol = MediaKeys::new(1000);
+        carol
+            .rekey(0, &Fixed, 5, 0, [(1, participant(1)), (2, participant(2))])
+            .expect("keys");
+        let frame = [0xfc, 9, 9, 9];
+        let from_alice = alice.seal(MediaKind::Audio, &frame).expect("sealed");
+        assert_eq!(
+            carol.open(0, MediaKind::Audio, participant(2), &from_alice),
+            Err(FrameError::WrongSender),
+            "Alice's frame on Bob's tile"
+        );
+        assert_eq!(
+            carol
+                .open(0, MediaKind::Audio, participant(1), &from_alice)
+                .as_deref(),
+            Ok(&frame[..])
+        );
+        let from_bob = bob.seal(MediaKind::Audio, &frame).expect("sealed");
+        assert_eq!(
+            carol.open(0, MediaKind::Audio, participant(1), &from_bob),
+            Err(FrameError::WrongSender)
+        );
+    }
+
+    /// A frame opens once; a replay of it, or of a frame older than the
+    /// window, is refused. Frames out of order within the window open.
+    #[test]
+    fn replays_are_refused_and_reordering_within_the_window_is_not() {
+        let mut tx = MediaKeys::fixed_for_benchmarks(&[1; 16]).expect("keys");
+        let mut rx = MediaKeys::fixed_for_benchmarks(&[1; 16]).expect("keys");
+        let sealed: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| {
+                let frame = [0xfc, (i % 256) as u8, 1, 2];
+                tx.seal(MediaKind::Audio, &frame).expect("sealed")
+            })
+            .collect();
+        let open = |rx: &mut MediaKeys, i: usize| rx.open(0, MediaKind::Audio, 0, &sealed[i]);
+        assert!(open(&mut rx, 0).is_ok());
+        assert_eq!(open(&mut rx, 0), Err(FrameError::Replayed));
+        // Out of order: 5, then 3, 4, 1: all new.
+        for i in [5, 3, 4, 1] {
+            assert!(open(&mut rx, i).is_ok(), "frame {i}");
+        }
+        assert_eq!(open(&mut rx, 3), Err(FrameError::Replayed));
+        // Far ahead: what fell out of the window is refused, even unseen.
+        assert!(open(&mut rx, 250).is_ok());
+        assert_eq!(open(&mut rx, 2), Err(FrameError::Replayed));
+        assert!(open(&mut rx, 250 - 127).is_ok(), "the window's oldest");
+        assert_eq!(open(&mut rx, 250 - 128), Err(FrameError::Replayed));
+        // A forged frame with a fresh counter does not move the window.
+        let mut forged = sealed[299].clone();
+        *forged.last_mut().expect("tag") ^= 1;
+        assert_eq!(
+            rx.open(0, MediaKind::Audio, 0, &forged),
+            Err(FrameError::Invalid)
+        );
+        assert!(open(&mut rx, 200).is_ok(), "the window did not move to 299");
     }
 
     #[test]
@@ -318,7 +474,7 @@ mod tests {
         assert_eq!(kid(sender), 0x1012c);
 
         let mut ours = MediaKeys::new(1000);
-        ours.rekey(0, &exporter, epoch, receiver, [sender])
+        ours.rekey(0, &exporter, epoch, receiver, [(sender, 77)])
             .expect("keys");
         // The sender's frame, sealed by the RFC's recipe.
         let enc = EncryptionKey::derive_from(SFRAME_SUITE, kid(sender), &base_key).expect("key");
@@ -328,7 +484,7 @@ mod tests {
             .expect("frame")
             .encrypt(&enc)
             .expect("sealed");
-        let opened = ours.open(0, MediaKind::Audio, sealed.as_ref());
+        let opened = ours.open(0, MediaKind::Audio, 77, sealed.as_ref());
         assert_eq!(opened.as_deref(), Ok(&frame[..]));
 
         // Our own frame: the RFC's key id, and the RFC's keys open it.
@@ -342,10 +498,10 @@ mod tests {
         // Another epoch's keys are other keys.
         let mut later = MediaKeys::new(1000);
         later
-            .rekey(0, &exporter, epoch + 1, receiver, [sender])
+            .rekey(0, &exporter, epoch + 1, receiver, [(sender, 77)])
             .expect("keys");
         assert_eq!(
-            later.open(0, MediaKind::Audio, sealed.as_ref()),
+            later.open(0, MediaKind::Audio, 77, sealed.as_ref()),
             Err(FrameError::NoKey)
         );
     }
@@ -368,7 +524,7 @@ mod tests {
             (MediaKind::Audio, &[0xfc][..]),
         ] {
             let sealed = k.seal(kind, frame).expect("sealed");
-            assert_eq!(k.open(0, kind, &sealed).as_deref(), Ok(frame));
+            assert_eq!(k.open(0, kind, 0, &sealed).as_deref(), Ok(frame));
         }
     }
 }

@@ -470,10 +470,13 @@ impl Member {
     fn rekey(&mut self, now_ms: u64) -> Result<(), E2eeError> {
         let group = self.group.as_ref().ok_or(E2eeError::NotInGroup)?;
         let own = group.own_leaf_index().u32();
-        let others: Vec<u32> = group
+        // Each other leaf's key is tied to the participant its credential
+        // names: a frame it opens is shown only on that participant's tile.
+        // A leaf without a participant id gets no key.
+        let others: Vec<(u32, u64)> = group
             .members()
-            .map(|m| m.index.u32())
-            .filter(|&l| l != own)
+            .filter(|m| m.index.u32() != own)
+            .filter_map(|m| Some((m.index.u32(), participant_of(&m.credential)?)))
             .collect();
         let exporter = Exporter {
             group,

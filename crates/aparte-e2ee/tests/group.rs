@@ -204,14 +204,14 @@ fn a_joiner_cannot_open_frames_sent_before_it_joined() {
     assert_eq!(
         m.members[joiner]
             .media()
-            .open(m.now, MediaKind::Video, &before),
+            .open(m.now, MediaKind::Video, 1, &before),
         Err(FrameError::NoKey)
     );
     // An old member still opens it (in flight when the epoch changed).
     assert_eq!(
         m.members[1]
             .media()
-            .open(m.now, MediaKind::Video, &before)
+            .open(m.now, MediaKind::Video, 1, &before)
             .unwrap(),
         frame(MediaKind::Video, 1)
     );
@@ -223,7 +223,7 @@ fn a_joiner_cannot_open_frames_sent_before_it_joined() {
     assert_eq!(
         m.members[joiner]
             .media()
-            .open(m.now, MediaKind::Audio, &after)
+            .open(m.now, MediaKind::Audio, 1, &after)
             .unwrap(),
         frame(MediaKind::Audio, 2)
     );
@@ -255,7 +255,7 @@ fn a_removed_member_cannot_open_later_frames_and_the_grace_is_bounded() {
         .seal(MediaKind::Video, &frame(MediaKind::Video, 9))
         .unwrap();
     assert_eq!(
-        removed.media().open(m.now, MediaKind::Video, &after),
+        removed.media().open(m.now, MediaKind::Video, 1, &after),
         Err(FrameError::NoKey)
     );
     assert_eq!(
@@ -267,7 +267,7 @@ fn a_removed_member_cannot_open_later_frames_and_the_grace_is_bounded() {
     assert!(
         m.members[1]
             .media()
-            .open(m.now + GRACE_MS - 1, MediaKind::Video, &in_flight)
+            .open(m.now + GRACE_MS - 1, MediaKind::Video, 1, &in_flight)
             .is_ok()
     );
     assert!(
@@ -276,6 +276,7 @@ fn a_removed_member_cannot_open_later_frames_and_the_grace_is_bounded() {
             .open(
                 m.now + GRACE_MS / 2,
                 MediaKind::Video,
+                2,
                 &sealed_old_epoch_by_2
             )
             .is_ok()
@@ -283,7 +284,7 @@ fn a_removed_member_cannot_open_later_frames_and_the_grace_is_bounded() {
     assert_eq!(
         m.members[1]
             .media()
-            .open(m.now + GRACE_MS, MediaKind::Video, &in_flight),
+            .open(m.now + GRACE_MS, MediaKind::Video, 1, &in_flight),
         Err(FrameError::NoKey)
     );
 }
@@ -304,7 +305,7 @@ fn a_leaver_that_ignores_its_removal_still_cannot_read_the_next_epoch() {
         .seal(MediaKind::Video, &frame(MediaKind::Video, 3))
         .unwrap();
     assert_eq!(
-        stale.media().open(m.now, MediaKind::Video, &after),
+        stale.media().open(m.now, MediaKind::Video, 2, &after),
         Err(FrameError::NoKey)
     );
     let chat = m.members[0].seal_app(b"after you left").unwrap();
@@ -366,7 +367,7 @@ fn a_ghost_injected_by_the_server_never_gets_keys() {
         .seal(MediaKind::Audio, &frame(MediaKind::Audio, 1))
         .unwrap();
     assert_eq!(
-        ghost.media().open(m.now, MediaKind::Audio, &f),
+        ghost.media().open(m.now, MediaKind::Audio, 2, &f),
         Err(FrameError::NoKey)
     );
     let chat = m.members[honest].seal_app(b"secret").unwrap();
