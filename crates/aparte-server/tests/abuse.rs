@@ -453,11 +453,10 @@ async fn twenty_hosts_setting_passcodes_nonstop() {
                     let Message::Text(t) = m else { continue };
                     match aparte_proto::parse_server_msg(&t) {
                         Ok(ServerMsg::RoomUpdated { room }) if room.passcode => set += 1,
-                        Ok(ServerMsg::Error { code, .. })
-                            if matches!(code, ErrorCode::RateLimited | ErrorCode::ServerBusy) =>
-                        {
-                            refused += 1
-                        }
+                        Ok(ServerMsg::Error {
+                            code: ErrorCode::RateLimited | ErrorCode::ServerBusy,
+                            ..
+                        }) => refused += 1,
                         _ => {}
                     }
                 }
