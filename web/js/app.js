@@ -315,7 +315,6 @@ class Meeting {
       this.#end(t('error.signalingLost'));
       return;
     }
-    const name = await this.#ask({ op: 'sealName', room: this.room, name: this.name });
     const passcode = this.passcodeNeeded ? $('passcode').value : '';
     this.signaling.send({
       type: 'join',
@@ -323,7 +322,6 @@ class Meeting {
       key: capabilities.hostKey(this.room) ?? capabilities.moderatorKey(this.room) ?? undefined,
       seat: capabilities.seat(this.room) ?? undefined,
       passcode: passcode || undefined,
-      name,
     });
     clearInterval(this.statsTimer);
     this.statsTimer = setInterval(() => this.worker?.postMessage({ op: 'stats' }), 1000);
@@ -481,6 +479,11 @@ class Meeting {
         banner('');
         show('waiting');
         $('waiting-leave').focus();
+        // The name goes to the hosts sealed for this waiter's id: the server
+        // can neither read it nor show it on someone else's request.
+        this.#ask({ op: 'sealName', room: this.room, waiter: msg.you, name: this.name })
+          .then((name) => this.signaling?.send({ type: 'lobby_name', name }))
+          .catch(() => {});
         break;
       case 'welcome':
         this.me = msg.you;
@@ -580,12 +583,15 @@ class Meeting {
     let name = null;
     let readable = true;
     if (msg.name) {
-      name = await this.#ask({ op: 'openName', room: this.room, sealed: msg.name });
+      name = await this.#ask({ op: 'openName', room: this.room, waiter: msg.peer, sealed: msg.name });
       readable = name !== null;
       name = name?.trim().slice(0, MAX_NAME) || null;
     }
     this.panel.waiting(msg.peer, name, readable);
-    announce(t('lobby.arrived', { name: this.panel.lobbyName({ name, readable }) }));
+    // A waiter is announced once its sealed name arrives (it follows the
+    // first request at once; a client that sends none stays unannounced
+    // but listed).
+    if (msg.name) announce(t('lobby.arrived', { name: this.panel.lobbyName({ name, readable }) }));
   }
 
   #roomUpdated(room) {

@@ -51,10 +51,10 @@ onmessage = async (e) => {
         else engine.send(m.text);
         break;
       case 'sealName':
-        postMessage({ op: 'reply', id: m.id, value: engine.sealName(m.room, m.name) });
+        postMessage({ op: 'reply', id: m.id, value: engine.sealName(m.room, m.waiter, m.name) });
         return;
       case 'openName':
-        postMessage({ op: 'reply', id: m.id, value: engine.openName(m.room, m.sealed) ?? null });
+        postMessage({ op: 'reply', id: m.id, value: engine.openName(m.room, m.waiter, m.sealed) ?? null });
         return;
       case 'stats':
         postMessage({ op: 'stats', id: m.id, counters });

@@ -356,16 +356,36 @@ impl BotCore {
                 self.session = Some(session);
             }
             ServerMsg::PeerJoined { peer } => self.peers.push(peer.id),
-            ServerMsg::Waiting { you } => self.control.waiting = Some(you),
+            ServerMsg::Waiting { you } => {
+                self.control.waiting = Some(you);
+                // The name, sealed for this waiter's id, goes to the hosts.
+                if let Some(room) = &self.room {
+                    let name = self.config.link.seal_lobby_name(
+                        room.as_str(),
+                        you.0,
+                        &self.config.name,
+                        rand::random::<[u8; 12]>(),
+                    );
+                    self.out
+                        .push_back(BotOutput::Signal(ClientMsg::LobbyName { name }));
+                }
+            }
             ServerMsg::LobbyRequest { peer, name } => {
                 let opened = match (&self.room, name) {
-                    (Some(room), Some(n)) => self.config.link.open_lobby_name(room.as_str(), &n),
+                    (Some(room), Some(n)) => {
+                        self.config.link.open_lobby_name(room.as_str(), peer.0, &n)
+                    }
                     _ => None,
                 };
-                self.control.lobby.push((peer, opened));
-                if self.config.admit_all {
-                    self.out
-                        .push_back(BotOutput::Signal(ClientMsg::Admit { peer }));
+                // A second request for the same waiter carries its name.
+                if let Some(entry) = self.control.lobby.iter_mut().find(|(p, _)| *p == peer) {
+                    entry.1 = opened;
+                } else {
+                    self.control.lobby.push((peer, opened));
+                    if self.config.admit_all {
+                        self.out
+                            .push_back(BotOutput::Signal(ClientMsg::Admit { peer }));
+                    }
                 }
             }
             ServerMsg::LobbyDone { peer, admitted } => {
@@ -603,21 +623,16 @@ impl BotCore {
         t
     }
 
-    /// The message that joins `room`, with this bot's key, seat, passcode
-    /// and its name sealed for the lobby.
+    /// The message that joins `room`, with this bot's key, seat and
+    /// passcode. (Its name follows if it waits in the lobby, sealed for the
+    /// id the server gives it.)
     pub fn join_msg(&mut self, room: RoomId) -> ClientMsg {
-        let name = self.config.link.seal_lobby_name(
-            room.as_str(),
-            &self.config.name,
-            rand::random::<[u8; 12]>(),
-        );
         self.room = Some(room.clone());
         ClientMsg::Join {
             room,
             key: self.config.key.clone(),
             seat: self.config.seat.clone(),
             passcode: self.config.passcode.clone(),
-            name: Some(name),
         }
     }
 

@@ -191,20 +191,21 @@ impl Engine {
         self.session.as_ref().is_some_and(Session::is_ready)
     }
 
-    /// Seals a display name for the lobby of `room` (base64url), so that the
-    /// host reads it and the server does not.
+    /// Seals a display name for the lobby of `room`, as waiter `waiter`
+    /// (the id the server gave it, an integer below 2^53), in base64url: the
+    /// host reads it, the server does not and cannot show it as another's.
     #[wasm_bindgen(js_name = sealName)]
-    pub fn seal_name(&self, room: &str, name: &str) -> Result<String, JsError> {
+    pub fn seal_name(&self, room: &str, waiter: f64, name: &str) -> Result<String, JsError> {
         let mut nonce = [0u8; 12];
         getrandom::getrandom(&mut nonce).map_err(err)?;
-        Ok(self.link.seal_lobby_name(room, name, nonce))
+        Ok(self.link.seal_lobby_name(room, waiter as u64, name, nonce))
     }
 
     /// Opens a name sealed by [`Engine::seal_name`]; `undefined` when it was
-    /// not sealed with this meeting's link for `room`.
+    /// not sealed with this meeting's link for `room` by waiter `waiter`.
     #[wasm_bindgen(js_name = openName)]
-    pub fn open_name(&self, room: &str, sealed: &str) -> Option<String> {
-        self.link.open_lobby_name(room, sealed)
+    pub fn open_name(&self, room: &str, waiter: f64, sealed: &str) -> Option<String> {
+        self.link.open_lobby_name(room, waiter as u64, sealed)
     }
 
     /// Seals one outgoing frame.

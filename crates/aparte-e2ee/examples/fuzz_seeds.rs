@@ -71,7 +71,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Lobby names sealed with the fuzz target's link, for its room.
     let lobby = LinkSecret::from_bytes([8; 16]);
     for (i, name) in ["Amélie", "李雷", ""].iter().enumerate() {
-        let sealed = lobby.seal_lobby_name("fuzz-room", name, [i as u8; 12]);
+        let sealed = lobby.seal_lobby_name("fuzz-room", 7, name, [i as u8; 12]);
         write("lobby_name", &format!("name_{i}"), sealed.as_bytes())?;
     }
     println!("seeds written under {}", out.display());

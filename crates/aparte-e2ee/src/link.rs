@@ -110,15 +110,17 @@ impl LinkSecret {
             .unwrap_or_else(|_| unreachable!("16 bytes is an AES-128 key"))
     }
 
-    /// Seals a display name for the lobby of `room`: only holders of the link
-    /// can read it, and it cannot be replayed into another room. `nonce` must
+    /// Seals a display name for the lobby of `room`, as the waiter the
+    /// server calls `waiter`: only holders of the link can read it, and it
+    /// opens neither in another room nor as another waiter's (the server
+    /// cannot show one person's name on someone else's request). `nonce` must
     /// be 12 fresh random bytes. Returns base64url text.
-    pub fn seal_lobby_name(&self, room: &str, name: &str, nonce: [u8; 12]) -> String {
+    pub fn seal_lobby_name(&self, room: &str, waiter: u64, name: &str, nonce: [u8; 12]) -> String {
         let mut end = name.len().min(MAX_LOBBY_NAME);
         while !name.is_char_boundary(end) {
             end -= 1;
         }
-        let aad = [b"aparte lobby v1 ".as_slice(), room.as_bytes()].concat();
+        let aad = lobby_aad(room, waiter);
         let ct = self
             .lobby_cipher()
             .encrypt(
@@ -135,14 +137,14 @@ impl LinkSecret {
     }
 
     /// Opens [`LinkSecret::seal_lobby_name`] output; `None` when it was not
-    /// sealed with this link for this room, or is not text.
-    pub fn open_lobby_name(&self, room: &str, sealed: &str) -> Option<String> {
+    /// sealed with this link, for this room and this waiter, or is not text.
+    pub fn open_lobby_name(&self, room: &str, waiter: u64, sealed: &str) -> Option<String> {
         let bytes = crate::b64::decode(sealed)?;
         if bytes.len() < 12 + 16 {
             return None;
         }
         let (nonce, ct) = bytes.split_at(12);
-        let aad = [b"aparte lobby v1 ".as_slice(), room.as_bytes()].concat();
+        let aad = lobby_aad(room, waiter);
         let pt = self
             .lobby_cipher()
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
@@ -151,23 +153,35 @@ impl LinkSecret {
     }
 }
 
+/// What a lobby name is bound to: the version, the room and the waiter's id
+/// (lengths first, so no two pairs make the same bytes).
+fn lobby_aad(room: &str, waiter: u64) -> Vec<u8> {
+    let mut aad = b"aparte lobby v2".to_vec();
+    aad.extend_from_slice(&(room.len() as u32).to_be_bytes());
+    aad.extend_from_slice(room.as_bytes());
+    aad.extend_from_slice(&waiter.to_be_bytes());
+    aad
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn lobby_names_open_only_with_the_link_and_room() {
+    fn lobby_names_open_only_with_the_link_room_and_waiter() {
         let s = LinkSecret::from_bytes([7; 16]);
-        let sealed = s.seal_lobby_name("room-1", "Amélie", [1; 12]);
+        let sealed = s.seal_lobby_name("room-1", 41, "Amélie", [1; 12]);
         assert!(!sealed.contains("Am"));
         assert_eq!(
-            s.open_lobby_name("room-1", &sealed).as_deref(),
+            s.open_lobby_name("room-1", 41, &sealed).as_deref(),
             Some("Amélie")
         );
-        assert_eq!(s.open_lobby_name("room-2", &sealed), None);
+        assert_eq!(s.open_lobby_name("room-2", 41, &sealed), None);
+        // Shown by the server on another waiter's request: does not open.
+        assert_eq!(s.open_lobby_name("room-1", 42, &sealed), None);
         let other = LinkSecret::from_bytes([8; 16]);
-        assert_eq!(other.open_lobby_name("room-1", &sealed), None);
-        assert_eq!(s.open_lobby_name("room-1", "AAAA"), None);
+        assert_eq!(other.open_lobby_name("room-1", 41, &sealed), None);
+        assert_eq!(s.open_lobby_name("room-1", 41, "AAAA"), None);
         let long = "é".repeat(300);
-        let opened = s.open_lobby_name("r", &s.seal_lobby_name("r", &long, [2; 12]));
+        let opened = s.open_lobby_name("r", 1, &s.seal_lobby_name("r", 1, &long, [2; 12]));
         assert_eq!(opened.map(|n| n.len()), Some(256));
     }
 

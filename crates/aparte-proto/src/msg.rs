@@ -30,11 +30,14 @@ pub enum ClientMsg {
         /// The room's passcode, when it has one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         passcode: Option<String>,
-        /// The joiner's display name sealed under a key derived from the link
-        /// secret (base64url), shown to the hosts when it waits in the lobby.
-        /// The server cannot read it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        name: Option<String>,
+    },
+    /// While waiting in the lobby: the joiner's display name, sealed under a
+    /// key derived from the link secret for this room *and this waiter's id*
+    /// (base64url), so that the server can neither read it nor show it on
+    /// another waiter's request. Sent once, after [`ServerMsg::Waiting`].
+    LobbyName {
+        /// The sealed name.
+        name: String,
     },
     /// The client's SDP answer to the last [`ServerMsg::Offer`].
     Answer {
@@ -129,6 +132,7 @@ pub enum ClientMsg {
 impl ClientMsg {
     const TYPES: &'static [&'static str] = &[
         "join",
+        "lobby_name",
         "answer",
         "relay",
         "leave",
@@ -264,12 +268,14 @@ pub enum ServerMsg {
     MlsCreateGroup,
     /// The join waits in the lobby for a host or moderator. Until a
     /// [`ServerMsg::Welcome`] (admitted) or an error `denied`, nothing else
-    /// is sent, and anything but `leave` is refused with `not_admitted`.
+    /// is sent, and anything but `leave` and `lobby_name` is refused with
+    /// `not_admitted`.
     Waiting {
         /// This participant's id, as the hosts see it in the lobby.
         you: ParticipantId,
     },
-    /// To hosts and moderators: someone waits in the lobby.
+    /// To hosts and moderators: someone waits in the lobby; sent again, with
+    /// the name, when the waiter sends its sealed name.
     LobbyRequest {
         /// Who.
         peer: ParticipantId,
@@ -452,32 +458,20 @@ pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ParseError> {
                 "a commit adds more members than a room holds",
             ))
         }
-        ClientMsg::Join { passcode, name, .. } => {
-            if passcode
-                .as_ref()
-                .is_some_and(|p| p.len() > MAX_PASSCODE_BYTES)
-            {
-                return Err(ParseError::new(
-                    ErrorCode::TooLarge,
-                    "passcode over its size limit",
-                ));
-            }
-            if let Some(n) = name {
-                if n.len() > MAX_LOBBY_NAME_BYTES {
-                    return Err(ParseError::new(
-                        ErrorCode::TooLarge,
-                        "sealed name over its size limit",
-                    ));
-                }
-                if !is_base64(n) {
-                    return Err(ParseError::new(
-                        ErrorCode::InvalidField,
-                        "sealed name is not base64",
-                    ));
-                }
-            }
-            Ok(msg)
-        }
+        ClientMsg::Join {
+            passcode: Some(p), ..
+        } if p.len() > MAX_PASSCODE_BYTES => Err(ParseError::new(
+            ErrorCode::TooLarge,
+            "passcode over its size limit",
+        )),
+        ClientMsg::LobbyName { name } if name.len() > MAX_LOBBY_NAME_BYTES => Err(ParseError::new(
+            ErrorCode::TooLarge,
+            "sealed name over its size limit",
+        )),
+        ClientMsg::LobbyName { name } if !is_base64(name) => Err(ParseError::new(
+            ErrorCode::InvalidField,
+            "sealed name is not base64",
+        )),
         ClientMsg::UpdateRoom {
             passcode: Some(p), ..
         } if p.len() > MAX_PASSCODE_BYTES => Err(ParseError::new(
@@ -635,14 +629,15 @@ mod tests {
                 key: None,
                 seat: None,
                 passcode: None,
-                name: None,
             },
             ClientMsg::Join {
                 room: RoomId::parse("room-123").expect("valid"),
                 key: Some(Token::parse("abcdefghijklmnopq").expect("valid")),
                 seat: Some(Token::parse("abcdefghijklmnopr").expect("valid")),
                 passcode: Some("1234".into()),
-                name: Some("c2VhbGVk".into()),
+            },
+            ClientMsg::LobbyName {
+                name: "c2VhbGVk".into(),
             },
             ClientMsg::Mute { peer: None },
             ClientMsg::UpdateRoom {
@@ -719,7 +714,7 @@ mod tests {
             ErrorCode::InvalidField
         );
         assert_eq!(
-            code(r#"{"v":1,"type":"join","room":"room-1","name":"<b>bob</b>"}"#),
+            code(r#"{"v":1,"type":"lobby_name","name":"<b>bob</b>"}"#),
             ErrorCode::InvalidField
         );
         let long = format!(

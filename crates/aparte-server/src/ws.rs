@@ -291,7 +291,6 @@ impl Conn {
                     key,
                     seat,
                     passcode,
-                    name,
                 },
                 None,
             ) => {
@@ -299,7 +298,6 @@ impl Conn {
                     room,
                     key,
                     seat,
-                    name,
                     passcode_checked: None,
                     stored: None,
                     network: Some(self.net),

@@ -378,11 +378,7 @@ async fn passcode_guesses_are_counted_before_they_are_checked() {
         let (target, r) = (Target::of(&server), r.clone());
         async move {
             let mut ws = ws_to(target, from).await.unwrap();
-            send(
-                &mut ws,
-                &join_json(&r, "guesser", r#","passcode":"wrong guess""#),
-            )
-            .await;
+            send(&mut ws, &join_json(&r, r#","passcode":"wrong guess""#)).await;
             match hear(&mut ws, Duration::from_secs(20)).await {
                 Some(Heard::Msg(ServerMsg::Error { code, .. })) => code,
                 other => panic!("a guess heard {other:?}"),
@@ -441,7 +437,7 @@ async fn twenty_hosts_setting_passcodes_nonstop() {
             let ws = ws_to(target, from).await.unwrap();
             let (mut tx, mut rx) = ws.split();
             let key = host_key(&r);
-            let join = join_json(&r, "h", &format!(r#","key":"{}""#, key.as_str()));
+            let join = join_json(&r, &format!(r#","key":"{}""#, key.as_str()));
             tx.send(Message::text(join)).await.unwrap();
             // What the server answers: passcodes set (the room's settings
             // change) and refusals.
@@ -540,18 +536,18 @@ async fn one_participant_cannot_get_the_others_removed() {
     // A guest that never reads (joins, then only holds its socket).
     let mut sleeper = raw_upgrade(&server, ATTACKER).await.unwrap();
     sleeper
-        .write_all(&masked_text(&join_json(&r, "sleeper", "")))
+        .write_all(&masked_text(&join_json(&r, "")))
         .await
         .unwrap();
     // A guest outside the group, sending key packages.
     let mut kp = ws_from(&server, ATTACKER).await;
-    send(&mut kp, &join_json(&r, "kp", "")).await;
+    send(&mut kp, &join_json(&r, "")).await;
     let before = server.rss_mb();
 
     // Over the size caps: refused as too large.
     let huge = "A".repeat(250 * 1024);
     let mut probe = ws_from(&server, ATTACKER).await;
-    send(&mut probe, &join_json(&r, "probe", "")).await;
+    send(&mut probe, &join_json(&r, "")).await;
     let over = format!(r#"{{"v":1,"type":"mls_app","data":"{huge}"}}"#);
     send(&mut probe, &over).await;
     let mut heard_too_large = false;
@@ -780,7 +776,7 @@ async fn lobby_places_and_persistent_rooms_are_bounded() {
     let mut refused = None;
     for i in 0..20 {
         let mut ws = ws_from(&server, ATTACKER).await;
-        send(&mut ws, &join_json(&r, &format!("w{i}"), "")).await;
+        send(&mut ws, &join_json(&r, "")).await;
         match hear(&mut ws, Duration::from_secs(5)).await {
             Some(Heard::Msg(ServerMsg::Waiting { .. })) => waiting.push(ws),
             Some(Heard::Msg(ServerMsg::Error { code, .. })) => {
@@ -793,7 +789,7 @@ async fn lobby_places_and_persistent_rooms_are_bounded() {
     assert_eq!(refused, Some((10, ErrorCode::RoomFull)));
     // Someone else still gets a place.
     let mut real = ws_from(&server, PROBE).await;
-    send(&mut real, &join_json(&r, "real joiner", "")).await;
+    send(&mut real, &join_json(&r, "")).await;
     assert!(matches!(
         hear(&mut real, Duration::from_secs(5)).await,
         Some(Heard::Msg(ServerMsg::Waiting { .. }))
@@ -807,7 +803,7 @@ async fn lobby_places_and_persistent_rooms_are_bounded() {
         let key = host_key(&r);
         send(
             &mut ws,
-            &join_json(&r, "h", &format!(r#","key":"{}""#, key.as_str())),
+            &join_json(&r, &format!(r#","key":"{}""#, key.as_str())),
         )
         .await;
         send(&mut ws, r#"{"v":1,"type":"update_room","persistent":true}"#).await;
@@ -886,9 +882,9 @@ async fn ids_oversized_frames_and_the_certificate() {
     .await
     .unwrap();
     let mut ids = vec![host.id().0];
-    for i in 0..5 {
+    for _ in 0..5 {
         let mut ws = ws_from(&server, BYSTANDER).await;
-        send(&mut ws, &join_json(&r, &format!("g{i}"), "")).await;
+        send(&mut ws, &join_json(&r, "")).await;
         loop {
             match hear(&mut ws, Duration::from_secs(5)).await {
                 Some(Heard::Msg(ServerMsg::Welcome { you, .. })) => {

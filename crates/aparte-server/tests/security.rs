@@ -43,10 +43,12 @@ async fn the_lobby_cannot_be_bypassed() {
     host.connected(Duration::from_secs(10)).await.unwrap();
 
     let mut ws = raw_ws(&server, LOOPBACK).await;
-    send(&mut ws, &join_json(&r, "Mallory", "")).await;
+    send(&mut ws, &join_json(&r, "")).await;
     let Some(ServerMsg::Waiting { you }) = recv(&mut ws, Duration::from_secs(5)).await else {
         panic!("a joiner waits in the lobby");
     };
+    // Its name, sealed for its own id: the host reads it.
+    send(&mut ws, &lobby_name_json(&r, you, "Mallory")).await;
     let h = host.id().0;
     let probes = [
         // Media: answering an offer is how a participant takes tracks.
@@ -210,7 +212,7 @@ async fn message_size_and_rate_limits_answer_and_the_room_goes_on() {
     let r = room("rates");
     let bots = bots(&server, &r, 2, 250_000, Instant::now()).await;
     let mut ws = raw_ws(&server, LOOPBACK).await;
-    send(&mut ws, &join_json(&r, "Flood", "")).await;
+    send(&mut ws, &join_json(&r, "")).await;
     assert!(matches!(
         recv(&mut ws, Duration::from_secs(5)).await,
         Some(ServerMsg::Welcome { .. })
@@ -269,7 +271,7 @@ async fn join_attempts_are_limited_per_address() {
     let nowhere = room("never-opened");
     for i in 0..6 {
         let mut ws = raw_ws(&server, ELSEWHERE).await;
-        let (code, _) = error_for(&mut ws, &join_json(&nowhere, "guess", "")).await;
+        let (code, _) = error_for(&mut ws, &join_json(&nowhere, "")).await;
         let want = if i < 5 {
             ErrorCode::RoomUnavailable
         } else {
@@ -312,7 +314,7 @@ async fn passcodes_are_checked_and_guessing_is_limited() {
     );
     // No passcode, then the right one.
     let mut ws = raw_ws(&server, ELSEWHERE).await;
-    let (code, _) = error_for(&mut ws, &join_json(&r, "no code", "")).await;
+    let (code, _) = error_for(&mut ws, &join_json(&r, "")).await;
     assert_eq!(code, ErrorCode::PasscodeRequired);
     let mut guest = config(&r, "guest", false, 250_000, epoch);
     guest.passcode = Some("open sesame".to_owned());
@@ -325,7 +327,7 @@ async fn passcodes_are_checked_and_guessing_is_limited() {
         let mut ws = raw_ws(&server, ELSEWHERE).await;
         let (code, _) = error_for(
             &mut ws,
-            &join_json(&r, "guesser", &format!(r#","passcode":"guess {i}""#)),
+            &join_json(&r, &format!(r#","passcode":"guess {i}""#)),
         )
         .await;
         let want = if i < 3 {
@@ -345,7 +347,7 @@ async fn a_locked_room_answers_like_an_unknown_one() {
     let r = room("locked");
     let bots = bots(&server, &r, 2, 250_000, Instant::now()).await;
     let mut ws = raw_ws(&server, LOOPBACK).await;
-    let unknown = error_for(&mut ws, &join_json(&room("no-such-room"), "x", "")).await;
+    let unknown = error_for(&mut ws, &join_json(&room("no-such-room"), "")).await;
     bots[0]
         .signal(ClientMsg::UpdateRoom {
             lobby: None,
@@ -368,7 +370,7 @@ async fn a_locked_room_answers_like_an_unknown_one() {
         .await
     );
     let mut ws = raw_ws(&server, LOOPBACK).await;
-    let locked = error_for(&mut ws, &join_json(&r, "x", "")).await;
+    let locked = error_for(&mut ws, &join_json(&r, "")).await;
     assert_eq!(unknown.0, ErrorCode::RoomUnavailable);
     assert_eq!(locked, unknown, "same code, same words");
     assert!(flowing(&bots[1], bots[0].id(), TrackSource::Camera, 15).await);

@@ -121,11 +121,39 @@ impl Sfu {
         Ok(())
     }
 
+    /// A waiter's sealed name (once): kept for moderators who arrive later,
+    /// and shown to those present. It is sealed for this waiter's id, so a
+    /// name the server moved to another waiter does not open.
+    pub(crate) fn lobby_name(&mut self, id: ParticipantId, name: String) {
+        let Some(room) = self.waiting.get(&id).cloned() else {
+            return;
+        };
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let Some(w) = r.policy.waiting.iter_mut().find(|w| w.id == id) else {
+            return;
+        };
+        if w.name.is_some() {
+            self.refuse(id, ErrorCode::Forbidden, "the name was already given");
+            return;
+        }
+        w.name = Some(name.clone());
+        for m in r.policy.moderators_present() {
+            self.out.push_back(Output::Signal {
+                to: m,
+                msg: ServerMsg::LobbyRequest {
+                    peer: id,
+                    name: Some(name.clone()),
+                },
+            });
+        }
+    }
+
     pub(crate) fn enter_lobby(
         &mut self,
         id: ParticipantId,
         room: RoomId,
-        name: Option<String>,
         network: Option<std::net::IpAddr>,
     ) {
         let Some(r) = self.rooms.get_mut(&room) else {
@@ -133,7 +161,7 @@ impl Sfu {
         };
         r.policy.waiting.push(Waiter {
             id,
-            name: name.clone(),
+            name: None,
             network,
         });
         for m in r.policy.moderators_present() {
@@ -141,7 +169,7 @@ impl Sfu {
                 to: m,
                 msg: ServerMsg::LobbyRequest {
                     peer: id,
-                    name: name.clone(),
+                    name: None,
                 },
             });
         }

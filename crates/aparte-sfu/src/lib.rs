@@ -346,7 +346,7 @@ impl Sfu {
                     return Err(JoinError::RoomFull);
                 }
                 let id = self.new_id();
-                self.enter_lobby(id, req.room.clone(), req.name.clone(), req.network);
+                self.enter_lobby(id, req.room.clone(), req.network);
                 Ok(Admission::Waiting(id))
             }
             Gate::Admit { role, replaces } => {
@@ -485,15 +485,15 @@ impl Sfu {
             tap(TapEvent::FromClient(&msg));
         }
         if self.waiting.contains_key(&from) {
-            // Someone in the lobby may only leave it.
-            if matches!(msg, ClientMsg::Leave) {
-                self.leave_lobby(from, None, false);
-            } else {
-                self.refuse(
+            // Someone in the lobby may only give its name, or leave.
+            match msg {
+                ClientMsg::Leave => self.leave_lobby(from, None, false),
+                ClientMsg::LobbyName { name } => self.lobby_name(from, name),
+                _ => self.refuse(
                     from,
                     ErrorCode::NotAdmitted,
                     "waiting in the lobby: nothing is available until a host admits you",
-                );
+                ),
             }
             self.settle(now);
             return;
@@ -510,6 +510,9 @@ impl Sfu {
                 );
             }
             ClientMsg::Answer { sdp } => self.handle_answer(now, from, &sdp),
+            ClientMsg::LobbyName { .. } => {
+                self.refuse(from, ErrorCode::Forbidden, "not waiting in a lobby");
+            }
             ClientMsg::Relay { to, payload } => {
                 if self.spend(now, from, Spend::App, payload.len()) {
                     self.handle_relay(from, to, payload);

@@ -76,8 +76,6 @@ pub struct JoinRequest {
     pub key: Option<Token>,
     /// A seat from an earlier admission.
     pub seat: Option<Token>,
-    /// The sealed display name shown in the lobby.
-    pub name: Option<String>,
     /// The verifier the join's passcode was found to match, if it was checked.
     pub passcode_checked: Option<Arc<str>>,
     /// The room's stored settings, when the caller found them.
@@ -94,7 +92,6 @@ impl JoinRequest {
             room,
             key: None,
             seat: None,
-            name: None,
             passcode_checked: None,
             stored: None,
             network: None,

@@ -519,3 +519,55 @@ fn a_member_cannot_flood_the_others_with_application_messages() {
     s.run(Duration::from_secs(1));
     assert!(frames(&s, b, a_id, TrackSource::Camera) > f + 20);
 }
+
+/// A waiter's name is sealed for its own id: a server that shows one
+/// waiter's sealed name on another's request gets it shown as unreadable,
+/// never under the wrong person.
+#[test]
+fn a_name_moved_to_another_waiter_does_not_open() {
+    let mut s = Sim::new();
+    let r = room("swapped-names");
+    let h = s.try_join(&r, host(&s, &r), None).unwrap();
+    let a = s.try_join(&r, named(&s, "Alice"), None).unwrap();
+    let b = s.try_join(&r, named(&s, "Bob"), None).unwrap();
+    let (a_id, b_id) = (s.bots[a].id, s.bots[b].id);
+    assert_eq!(
+        s.report(h).control.lobby,
+        vec![(a_id, Some("Alice".into())), (b_id, Some("Bob".into()))]
+    );
+    // The server, played here, sends Alice's sealed name as Bob's.
+    let alice_sealed = s.bots[h]
+        .inbox
+        .iter()
+        .find_map(|m| match m {
+            ServerMsg::LobbyRequest {
+                peer,
+                name: Some(n),
+            } if *peer == a_id => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let now = s.now;
+    s.bots[h]
+        .core
+        .handle_signal(
+            now,
+            ServerMsg::LobbyRequest {
+                peer: b_id,
+                name: Some(alice_sealed),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        s.report(h).control.lobby,
+        vec![(a_id, Some("Alice".into())), (b_id, None)]
+    );
+    // A waiter gives its name once; a second is refused.
+    s.send(
+        b,
+        ClientMsg::LobbyName {
+            name: "AAAAAAAA".into(),
+        },
+    );
+    assert!(errors(&s, b).contains(&ErrorCode::Forbidden));
+}

@@ -334,7 +334,6 @@ fn bad_answers_get_typed_errors_and_hurt_nobody() {
             key: None,
             seat: None,
             passcode: None,
-            name: None,
         },
     );
     s.send(

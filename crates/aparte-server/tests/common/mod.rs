@@ -192,10 +192,16 @@ pub async fn error_for(ws: &mut Ws, text: &str) -> (aparte_proto::ErrorCode, Str
     }
 }
 
-/// The join message for `room` with a name sealed under the test link.
-pub fn join_json(room: &RoomId, name: &str, extra: &str) -> String {
-    let sealed = link().seal_lobby_name(room.as_str(), name, [9; 12]);
-    format!(r#"{{"v":1,"type":"join","room":"{room}","name":"{sealed}"{extra}}}"#)
+/// The join message for `room`, with `extra` fields (`,"key":"…"`).
+pub fn join_json(room: &RoomId, extra: &str) -> String {
+    format!(r#"{{"v":1,"type":"join","room":"{room}"{extra}}}"#)
+}
+
+/// The `lobby_name` message of waiter `you` in `room`: `name` sealed under
+/// the test link for that waiter.
+pub fn lobby_name_json(room: &RoomId, you: ParticipantId, name: &str) -> String {
+    let sealed = link().seal_lobby_name(room.as_str(), you.0, name, [9; 12]);
+    format!(r#"{{"v":1,"type":"lobby_name","name":"{sealed}"}}"#)
 }
 
 /// The server error a bot's join or run ended with.

@@ -89,11 +89,7 @@ pub fn host_key(room: &RoomId) -> Token {
 /// The join request a bot's join message makes.
 pub fn request(msg: ClientMsg, stored: Option<StoredRoom>) -> JoinRequest {
     let ClientMsg::Join {
-        room,
-        key,
-        seat,
-        name,
-        ..
+        room, key, seat, ..
     } = msg
     else {
         panic!("not a join");
@@ -102,7 +98,6 @@ pub fn request(msg: ClientMsg, stored: Option<StoredRoom>) -> JoinRequest {
         room,
         key,
         seat,
-        name,
         passcode_checked: None,
         stored,
         network: None,
