@@ -138,6 +138,18 @@ test('three browsers meet end-to-end encrypted; the server sees no plaintext', {
   const wrongAfter = (await e2ee(wrong)).counters;
   assert.ok(wrongAfter.failed > wrongBefore.failed + 20, `frames reach the wrong page and fail (${wrongBefore.failed} -> ${wrongAfter.failed})`);
   assert.equal(wrongAfter.opened, 0, 'the wrong page opens nothing');
+  // Every honest page marks it as outside the encrypted meeting, and nobody
+  // else.
+  for (const [i, p] of pages.entries()) {
+    await waitFor(
+      p,
+      (id) => document.querySelector(`.tile[data-peer="${id}"] .outside`)?.textContent.includes('Not in the encrypted meeting'),
+      10000,
+      `${NAMES[i]} marks the outsider`,
+      malloryId,
+    );
+    assert.equal(await p.$$eval('.tile .outside', (els) => els.length), 1, `${NAMES[i]} marks only the outsider`);
+  }
   // The others never let it in: same code, same roster.
   for (const p of pages) {
     assert.equal(await p.textContent('#security-digits'), codes[0]);

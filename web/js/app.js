@@ -370,6 +370,7 @@ class Meeting {
         const was = this.inGroup;
         this.inGroup = true;
         this.roster = new Set(ev.members.filter((id) => id !== this.me));
+        this.#markOutsiders();
         this.code = { emoji: ev.emoji, digits: ev.digits };
         this.#securityState();
         if (!was) banner('');
@@ -391,6 +392,17 @@ class Meeting {
         break;
       default:
         break;
+    }
+  }
+
+  /** Everyone the server says is in the room but whom our group's keys do
+   * not cover is shown as outside the encrypted meeting: it cannot see or
+   * hear anyone (and anything it sends does not open). Only said by a page
+   * that is in the group itself. */
+  #markOutsiders() {
+    for (const id of this.view.people.keys()) {
+      if (id === 'local') continue;
+      this.view.setOutside(id, this.inGroup && !this.roster.has(id));
     }
   }
 
@@ -496,6 +508,7 @@ class Meeting {
         capabilities.setSeat(this.room, msg.seat);
         this.#renderLocal();
         for (const p of msg.peers) this.view.setPeer(p.id, {});
+        this.#markOutsiders();
         this.panel.welcome(msg);
         this.#watchArrival();
         this.worker.postMessage({ op: 'start', id: msg.you, createGroup: msg.create_group });
@@ -503,6 +516,7 @@ class Meeting {
       case 'peer_joined':
         this.view.setPeer(msg.peer.id, {});
         this.panel.joined(msg.peer);
+        this.#markOutsiders();
         break;
       case 'peer_left':
         announce(t('meeting.leftPeer', { name: this.view.nameOf(msg.peer) }));

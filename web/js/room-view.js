@@ -62,6 +62,15 @@ export class RoomView {
     }
   }
 
+  /** Marks a participant's tiles as outside the encrypted meeting (it is in
+   * the room, the server says, but not in the MLS group), or clears it. */
+  setOutside(id, outside) {
+    const p = this.people.get(id);
+    if (!p || p.outside === outside) return;
+    p.outside = outside;
+    this.#render(id);
+  }
+
   removePeer(id) {
     for (const el of this.grid.querySelectorAll(`[data-peer="${CSS.escape(String(id))}"]`)) el.remove();
     this.people.delete(id);
@@ -157,12 +166,24 @@ export class RoomView {
         muted.append(icon('micOff'));
         label.append(muted);
       }
+      let outside = camTile.querySelector('.outside');
+      if (p.outside) {
+        if (!outside) {
+          outside = document.createElement('div');
+          outside.className = 'outside';
+          outside.setAttribute('role', 'note');
+          camTile.append(outside);
+        }
+        outside.textContent = t('meeting.outside');
+      } else {
+        outside?.remove();
+      }
       const showVideo = p.camera && !!camTile.querySelector('video').srcObject;
       camTile.querySelector('video').hidden = !showVideo;
       const avatar = camTile.querySelector('.avatar');
       avatar.hidden = showVideo;
       avatar.textContent = initials(name);
-      camTile.setAttribute('aria-label', label.textContent);
+      camTile.setAttribute('aria-label', p.outside ? `${label.textContent}: ${t('meeting.outside')}` : label.textContent);
     }
     const screenTile = this.#tile(id, 'screen');
     if (screenTile) {
