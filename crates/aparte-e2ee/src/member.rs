@@ -377,8 +377,24 @@ impl Member {
             .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
             .max_past_epochs(1)
             .build();
-        let staged =
-            StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None).map_err(mls)?;
+        let processed =
+            ProcessedWelcome::new_from_welcome(&self.provider, &config, welcome).map_err(mls)?;
+        // The group must be bound to the link: the Welcome's key schedule
+        // mixes in the link PSK (which a server without the link cannot
+        // know, and whose value a wrong one would make the Welcome fail to
+        // open). A group the server built itself carries no such PSK, and its
+        // members could all show matching security codes with the server's
+        // own member: refused (issue 17, group substitution).
+        let bound = processed
+            .psks()
+            .iter()
+            .any(|p| matches!(p.psk(), Psk::External(e) if e.psk_id() == LINK_PSK_ID));
+        if !bound {
+            return Err(E2eeError::Refused("group not bound to the meeting link"));
+        }
+        let staged = processed
+            .into_staged_welcome(&self.provider, None)
+            .map_err(mls)?;
         // Every member of the group we join must have proved the link.
         for m in staged.members() {
             if participant_of(&m.credential).is_none() {

@@ -395,3 +395,49 @@ fn names_and_chat_are_signed_application_messages() {
     assert!(m.members[2].process(m.now, &tampered).is_err());
     assert!(m.members[0].process(m.now, b"not mls at all").is_err());
 }
+
+/// Group substitution (issue 17): a server with no link secret builds a group
+/// of its own (one member it controls, no link PSK), adds an honest joiner's
+/// published key package, and sends it the Welcome. The joiner refuses it:
+/// the Welcome does not carry the link PSK. Without that check it joined, and
+/// its security code matched the server's member's.
+#[test]
+fn a_welcome_into_a_group_without_the_link_psk_is_refused() {
+    use openmls::prelude::tls_codec::Serialize as _;
+    use openmls::prelude::{
+        BasicCredential, CredentialWithKey, MlsGroup, MlsGroupCreateConfig, SignatureScheme,
+    };
+    use openmls_basic_credential::SignatureKeyPair;
+
+    let mut joiner = Member::new(5, link(), GRACE_MS).unwrap();
+    let published = joiner.join_request().unwrap();
+
+    // The server's own member and group.
+    let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+    let signer = SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
+    signer.store(provider.storage()).unwrap();
+    let credential = CredentialWithKey {
+        credential: BasicCredential::new(99u64.to_be_bytes().to_vec()).into(),
+        signature_key: signer.to_public_vec().into(),
+    };
+    let config = MlsGroupCreateConfig::builder()
+        .ciphersuite(aparte_e2ee::MLS_SUITE)
+        .use_ratchet_tree_extension(true)
+        .build();
+    let mut group = MlsGroup::new(&provider, &signer, &config, credential).unwrap();
+    let kp = KeyPackageIn::tls_deserialize_exact(published.key_package.as_slice())
+        .unwrap()
+        .validate(provider.crypto(), ProtocolVersion::Mls10)
+        .unwrap();
+    let (_, welcome, _) = group.add_members(&provider, &signer, &[kp]).unwrap();
+    group.merge_pending_commit(&provider).unwrap();
+    let welcome = welcome.tls_serialize_detached().unwrap();
+
+    let outcome = joiner.process(0, &welcome);
+    assert!(
+        matches!(outcome, Err(E2eeError::Refused(_))),
+        "the joiner refuses a group not bound to the link: {outcome:?}"
+    );
+    assert!(!joiner.is_ready(), "no group, so no media keys");
+    assert_eq!(joiner.security_code(), None, "no code to match anyone's");
+}
