@@ -511,7 +511,7 @@ class Meeting {
         this.#markOutsiders();
         this.panel.welcome(msg);
         this.#watchArrival();
-        this.worker.postMessage({ op: 'start', id: msg.you, createGroup: msg.create_group });
+        this.worker.postMessage({ op: 'start', id: msg.you, createGroup: msg.create_group, room: this.room });
         break;
       case 'peer_joined':
         this.view.setPeer(msg.peer.id, {});

@@ -40,7 +40,7 @@ onmessage = async (e) => {
         postMessage({ op: 'ready' });
         return;
       case 'start':
-        engine.start(performance.now(), m.id, m.createGroup);
+        engine.start(performance.now(), m.id, m.createGroup, m.room);
         break;
       case 'signal':
         engine.signal(performance.now(), m.text);

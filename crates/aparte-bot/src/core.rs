@@ -343,13 +343,10 @@ impl BotCore {
                     }));
                 }
                 self.peers = peers.into_iter().map(|p| p.id).collect();
-                let mut session = Session::new(
-                    you.0,
-                    self.config.link.clone(),
-                    self.config.grace_ms,
-                    &you.0.to_be_bytes(),
-                )
-                .map_err(|e| BotError::E2ee(e.to_string()))?;
+                let room = self.room.as_ref().map_or("", RoomId::as_str);
+                let mut session =
+                    Session::new(you.0, self.config.link.clone(), self.config.grace_ms, room)
+                        .map_err(|e| BotError::E2ee(e.to_string()))?;
                 session
                     .start(self.ms(now), create_group)
                     .map_err(|e| BotError::E2ee(e.to_string()))?;

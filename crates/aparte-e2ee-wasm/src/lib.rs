@@ -50,11 +50,17 @@ impl Engine {
         })
     }
 
-    /// Starts once the server welcomed participant `id`.
-    pub fn start(&mut self, now: f64, id: f64, create_group: bool) -> Result<(), JsError> {
+    /// Starts once the server welcomed participant `id` into `room`: the
+    /// group is the room's (its id derives from the link and the room).
+    pub fn start(
+        &mut self,
+        now: f64,
+        id: f64,
+        create_group: bool,
+        room: &str,
+    ) -> Result<(), JsError> {
         let id = id as u64;
-        let mut s =
-            Session::new(id, self.link.clone(), self.grace_ms, &id.to_be_bytes()).map_err(err)?;
+        let mut s = Session::new(id, self.link.clone(), self.grace_ms, room).map_err(err)?;
         s.start(now as u64, create_group).map_err(err)?;
         self.session = Some(s);
         Ok(())

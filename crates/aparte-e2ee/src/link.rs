@@ -67,6 +67,21 @@ impl LinkSecret {
         self.derive(b"mls external psk")
     }
 
+    /// The MLS group id of the meeting in `room`: only holders of the link
+    /// can compute it, and it differs from room to room, so a joiner can
+    /// tell its meeting's group from one the server made or one of another
+    /// room (the group context names the room).
+    pub fn group_id(&self, room: &str) -> [u8; 16] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.derive(b"mls group id"))
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"aparte group v1");
+        mac.update(room.as_bytes());
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&full[..16]);
+        id
+    }
+
     /// The key of the join MAC: members add only key packages that carry it.
     fn join_key(&self) -> [u8; 32] {
         self.derive(b"join mac")

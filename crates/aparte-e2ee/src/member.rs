@@ -78,6 +78,9 @@ pub struct Member {
     credential: CredentialWithKey,
     group: Option<MlsGroup>,
     media: MediaKeys,
+    /// The group id a Welcome must name, when known (the meeting's:
+    /// [`LinkSecret::group_id`]).
+    expected_group: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Member {
@@ -138,7 +141,14 @@ impl Member {
             credential,
             group: None,
             media: MediaKeys::new(grace_ms),
+            expected_group: None,
         })
+    }
+
+    /// Joins only a group with this id from now on (and creates groups with
+    /// it): the meeting's, [`LinkSecret::group_id`] of its room.
+    pub fn expect_group_id(&mut self, group_id: &[u8]) {
+        self.expected_group = Some(group_id.to_vec());
     }
 
     /// This participant's id.
@@ -395,6 +405,16 @@ impl Member {
         let staged = processed
             .into_staged_welcome(&self.provider, None)
             .map_err(mls)?;
+        // And it must be this meeting's group: its id is derived from the
+        // link and the room, so neither a group the server made nor one of
+        // another room has it.
+        if self
+            .expected_group
+            .as_deref()
+            .is_some_and(|id| staged.group_context().group_id().as_slice() != id)
+        {
+            return Err(E2eeError::Refused("group of another meeting"));
+        }
         // Every member of the group we join must have proved the link.
         for m in staged.members() {
             if participant_of(&m.credential).is_none() {

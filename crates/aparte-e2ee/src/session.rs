@@ -96,16 +96,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session for participant `id` holding the link; `grace_ms` as in [`MediaKeys`].
-    pub fn new(
-        id: u64,
-        link: LinkSecret,
-        grace_ms: u64,
-        group_id: &[u8],
-    ) -> Result<Self, E2eeError> {
+    /// A session for participant `id` of the meeting in `room`, holding the
+    /// link; `grace_ms` as in [`MediaKeys`]. Its group's id is the room's
+    /// ([`LinkSecret::group_id`]): it creates groups with it and joins no
+    /// other.
+    pub fn new(id: u64, link: LinkSecret, grace_ms: u64, room: &str) -> Result<Self, E2eeError> {
+        let group_id = link.group_id(room).to_vec();
+        let mut member = Member::new(id, link, grace_ms)?;
+        member.expect_group_id(&group_id);
         Ok(Session {
-            member: Member::new(id, link, grace_ms)?,
-            group_id: group_id.to_vec(),
+            member,
+            group_id,
             joiners: BTreeMap::new(),
             departed: BTreeSet::new(),
             work_since: None,

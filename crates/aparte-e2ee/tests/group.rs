@@ -441,3 +441,36 @@ fn a_welcome_into_a_group_without_the_link_psk_is_refused() {
     assert!(!joiner.is_ready(), "no group, so no media keys");
     assert_eq!(joiner.security_code(), None, "no code to match anyone's");
 }
+
+/// The group id is the meeting's (derived from the link and the room): a
+/// Welcome into another room's group, even one built with the link, is
+/// refused by a joiner that expects its own room's.
+#[test]
+fn a_welcome_into_another_rooms_group_is_refused() {
+    let room_a = link().group_id("room-a");
+    let room_b = link().group_id("room-b");
+    assert_ne!(room_a, room_b);
+    let mut creator = Member::new(1, link(), GRACE_MS).unwrap();
+    creator.create_group(0, &room_a).unwrap();
+    let add = |creator: &mut Member, joiner: &Member, id| {
+        let kp = creator
+            .verify_join_request(id, &joiner.join_request().unwrap())
+            .unwrap();
+        let c = creator.commit(vec![kp], &[]).unwrap();
+        creator.commit_accepted(0).unwrap();
+        c.welcome.unwrap()
+    };
+    let mut stranger = Member::new(2, link(), GRACE_MS).unwrap();
+    stranger.expect_group_id(&room_b);
+    let w = add(&mut creator, &stranger, 2);
+    let outcome = stranger.process(0, &w);
+    assert!(
+        matches!(outcome, Err(E2eeError::Refused(_))),
+        "a group of another room: {outcome:?}"
+    );
+    assert!(!stranger.is_ready());
+    let mut guest = Member::new(3, link(), GRACE_MS).unwrap();
+    guest.expect_group_id(&room_a);
+    let w = add(&mut creator, &guest, 3);
+    assert!(matches!(guest.process(0, &w), Ok(Incoming::Joined { .. })));
+}

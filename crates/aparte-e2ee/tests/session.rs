@@ -7,10 +7,10 @@
 
 use aparte_e2ee::{FALLBACK_COMMIT_MS, LinkSecret, Session, SessionEvent, SessionOut};
 
-const GROUP: &[u8] = b"room-under-test";
+const ROOM: &str = "room-under-test";
 
 fn session(id: u64) -> Session {
-    Session::new(id, LinkSecret::from_bytes([7; 16]), 1000, GROUP).unwrap()
+    Session::new(id, LinkSecret::from_bytes([7; 16]), 1000, ROOM).unwrap()
 }
 
 fn key_package(s: &mut Session) -> Vec<u8> {
