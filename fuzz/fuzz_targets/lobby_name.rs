@@ -19,11 +19,17 @@ fuzz_target!(|data: &[u8]| {
     let nonce = [data.len() as u8; 12];
     let sealed = link.seal_lobby_name("fuzz-room", 7, text, nonce);
     // Names are cut at 256 bytes, on a character boundary.
-    let opened = link.open_lobby_name("fuzz-room", 7, &sealed).expect("opens");
+    let opened = link
+        .open_lobby_name("fuzz-room", 7, &sealed)
+        .expect("opens");
     assert!(text.starts_with(&opened) && opened.len() <= 256);
     if text.len() <= 256 {
         assert_eq!(opened, text);
     }
     assert_eq!(link.open_lobby_name("other-room", 7, &sealed), None);
-    assert_eq!(link.open_lobby_name("fuzz-room", 8, &sealed), None, "another waiter's");
+    assert_eq!(
+        link.open_lobby_name("fuzz-room", 8, &sealed),
+        None,
+        "another waiter's"
+    );
 });

@@ -1,7 +1,8 @@
 //! SFrame open with arbitrary frames and key ids: a receiver holding one
 //! key opens fuzzed frames of either kind (the clear VP8 prefix is parsed
-//! first). Nothing may panic; a frame sealed with the key opens to what was
-//! sealed, and the same frame altered at any byte is refused.
+//! first). Nothing may panic; a frame sealed with the key opens (once) to
+//! what was sealed, and the same frame altered at any byte is refused (as
+//! forged, or as a replay when the counter is untouched).
 
 #![no_main]
 
@@ -26,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     };
     if first & 2 == 0 {
         // Arbitrary bytes (the seeds are real sealed frames, which open).
-        let _ = keys.open(0, kind, frame);
+        let _ = keys.open(0, kind, 0, frame);
     } else {
         // A frame sealed with the key, altered at one byte: refused unless
         // the byte is in the clear prefix that the SFU reads (authenticated
@@ -34,12 +35,12 @@ fuzz_target!(|data: &[u8]| {
         let Ok(mut sealed) = keys.seal(kind, frame) else {
             return;
         };
-        assert_eq!(keys.open(0, kind, &sealed).ok().as_deref(), Some(frame));
+        assert_eq!(keys.open(0, kind, 0, &sealed).ok().as_deref(), Some(frame));
         if !sealed.is_empty() {
             let at = usize::from(first >> 2) % sealed.len();
             sealed[at] ^= 0x40;
             assert!(
-                keys.open(0, kind, &sealed).is_err(),
+                keys.open(0, kind, 0, &sealed).is_err(),
                 "an altered frame opened"
             );
         }
