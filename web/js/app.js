@@ -122,7 +122,12 @@ class Meeting {
     this.nextRequest = 1;
     this.notices = [];
     this.panel = new HostPanel({
-      send: (msg) => this.signaling?.send(msg),
+      send: (msg) => {
+        this.signaling?.send(msg);
+        // A removal is committed from this page at once: the server cannot
+        // keep the removed person in the group by not announcing it.
+        if (msg.type === 'remove') this.worker?.postMessage({ op: 'remove', peer: msg.peer });
+      },
       nameOf: (id) => (id === this.me ? this.name || t('meeting.guest') : this.view.nameOf(id)),
       askEnd: () => this.#askEnd(),
       setPasscode: (text) => this.signaling?.send({ type: 'update_room', passcode: text }),

@@ -42,6 +42,9 @@ onmessage = async (e) => {
       case 'start':
         engine.start(performance.now(), m.id, m.createGroup, m.room);
         break;
+      case 'remove':
+        engine.remove(performance.now(), m.peer);
+        break;
       case 'signal':
         engine.signal(performance.now(), m.text);
         break;

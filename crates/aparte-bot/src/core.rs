@@ -661,7 +661,21 @@ impl BotCore {
 
     /// Queues a signaling message (host controls, probes of the server).
     pub fn send_signal(&mut self, msg: ClientMsg) {
+        let removed = match &msg {
+            ClientMsg::Remove { peer } => Some(*peer),
+            _ => None,
+        };
         self.out.push_back(BotOutput::Signal(msg));
+        // A removal is committed by the remover itself, at once: the server
+        // cannot keep the removed participant in the group by hiding it.
+        if let (Some(peer), Some(s)) = (removed, self.session.as_mut()) {
+            let ms = self
+                .last_now
+                .saturating_duration_since(self.config.epoch)
+                .as_millis() as u64;
+            s.remove(ms, peer.0);
+            self.drain_session();
+        }
     }
 
     /// Answers an offer whose m-lines `tracks` carry (mid, publisher, source).

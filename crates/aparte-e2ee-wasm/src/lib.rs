@@ -72,6 +72,14 @@ impl Engine {
             .ok_or_else(|| JsError::new("not started"))
     }
 
+    /// This member removes participant `peer` (as host or moderator): the
+    /// removal is committed from here at once, not left to the server to
+    /// announce.
+    pub fn remove(&mut self, now: f64, peer: f64) -> Result<(), JsError> {
+        self.s()?.remove(now as u64, peer as u64);
+        Ok(())
+    }
+
     /// Handles one delivery-service message (the server's JSON text).
     pub fn signal(&mut self, now: f64, text: &str) -> Result<(), JsError> {
         let now = now as u64;

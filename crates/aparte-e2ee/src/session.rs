@@ -93,6 +93,8 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
     /// The roster of the last epoch event, sorted.
     last_roster: Vec<u64>,
+    /// A removal this member made waits: it commits at once, not by rank.
+    urgent: bool,
 }
 
 impl Session {
@@ -114,6 +116,7 @@ impl Session {
             out: VecDeque::new(),
             events: VecDeque::new(),
             last_roster: Vec::new(),
+            urgent: false,
         })
     }
 
@@ -142,6 +145,21 @@ impl Session {
     pub fn join_request(&mut self, now: u64, from: u64, key_package: Vec<u8>) {
         self.departed.remove(&from);
         self.joiners.insert(from, JoinRequest { key_package });
+        self.maybe_commit(now);
+    }
+
+    /// This member removed `who` (a host or moderator's removal): it commits
+    /// the removal itself, at once, whatever its rank, instead of waiting for
+    /// the server to announce that `who` left. A server that hides the
+    /// removal (never sends `peer_left`) cannot keep `who` in the group: the
+    /// remover's next frames are sealed for an epoch `who` is not in.
+    pub fn remove(&mut self, now: u64, who: u64) {
+        if who == self.member.id() {
+            return;
+        }
+        self.joiners.remove(&who);
+        self.departed.insert(who);
+        self.urgent = true;
         self.maybe_commit(now);
     }
 
@@ -317,6 +335,7 @@ impl Session {
     fn no_work(&mut self) {
         self.work_since = None;
         self.work_due = None;
+        self.urgent = false;
     }
 
     fn maybe_commit(&mut self, now: u64) {
@@ -337,8 +356,11 @@ impl Session {
             return;
         }
         let since = *self.work_since.get_or_insert(now);
-        let due =
-            since.saturating_add((self.rank(&roster) as u64).saturating_mul(FALLBACK_COMMIT_MS));
+        let due = if self.urgent {
+            now
+        } else {
+            since.saturating_add((self.rank(&roster) as u64).saturating_mul(FALLBACK_COMMIT_MS))
+        };
         self.work_due = Some(due);
         if now < due {
             return;
@@ -364,6 +386,7 @@ impl Session {
             self.no_work();
             return;
         }
+        self.urgent = false;
         match self.member.commit(adds, &removes) {
             Ok(c) => self.out.push_back(SessionOut::Commit {
                 epoch: c.epoch,

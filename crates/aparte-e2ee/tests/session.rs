@@ -191,3 +191,46 @@ fn epochs_say_who_joined_since_the_last() {
     assert_eq!(joined_of_last_epoch(&mut c), Some(vec![]));
     same_group(&[&a, &c]);
 }
+
+/// A host removes C; the server (played here) hides it: C stays connected,
+/// and nobody is told that C left. The remover commits the removal itself at
+/// once, though it is not the member whose turn it is: after that commit,
+/// nothing the others seal opens for C.
+#[test]
+fn the_remover_commits_a_removal_the_server_hides() {
+    use aparte_e2ee::{FrameError, MediaKind};
+    let mut a = session(1);
+    a.start(0, true).unwrap();
+    let mut b = session(2);
+    let kp_b = key_package(&mut b);
+    a.join_request(0, 2, kp_b);
+    let c1 = commit_out(&mut a).unwrap();
+    a.commit_result(0, c1.epoch, true);
+    b.welcome(0, &c1.welcome.unwrap()).unwrap();
+    let mut c = session(3);
+    let kp_c = key_package(&mut c);
+    a.join_request(10, 3, kp_c.clone());
+    b.join_request(10, 3, kp_c);
+    let c2 = commit_out(&mut a).unwrap();
+    a.commit_result(10, c2.epoch, true);
+    b.commit(10, 1, &c2.message);
+    c.welcome(10, &c2.welcome.unwrap()).unwrap();
+    same_group(&[&a, &b, &c]);
+
+    // B (rank 1: not first to commit) removes C; no peer_left ever comes.
+    b.remove(20, 3);
+    let removal = commit_out(&mut b).expect("the remover commits at once");
+    b.commit_result(20, removal.epoch, true);
+    a.commit(20, 2, &removal.message);
+    same_group(&[&a, &b]);
+    assert_eq!(a.members(), vec![1, 2]);
+    // C never got the commit: what A and B seal now does not open for it.
+    let frame = [0xfc, 1, 2, 3];
+    for (s, from) in [(&mut a, 1), (&mut b, 2)] {
+        let sealed = s.media().seal(MediaKind::Audio, &frame).unwrap();
+        assert_eq!(
+            c.media().open(1020, MediaKind::Audio, from, &sealed),
+            Err(FrameError::NoKey)
+        );
+    }
+}
