@@ -18,7 +18,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::limits::{Flow, Verdict, network_of};
+use crate::limits::{Flow, RateLimiter, Verdict, network_of};
 use crate::media::{ConnEvent, ConnTx, MediaCmd, conn_queue};
 use crate::state::Shared;
 
@@ -404,12 +404,11 @@ impl Conn {
             return Ok(None);
         }
         let s = &self.shared;
-        let now = Instant::now();
-        let room_ok = self
-            .room
-            .as_ref()
-            .is_none_or(|r| s.passcode_sets_by_room.allow(r, now));
-        if !s.passcode_sets_by_addr.allow(&self.net, now) || !room_ok {
+        let Some(room) = self.room.clone() else {
+            return Err(internal());
+        };
+        let (by_net, by_room) = (&s.passcode_sets_by_addr, &s.passcode_sets_by_room);
+        if !take_both(by_net, &self.net, by_room, &room) {
             return Err(ServerMsg::error(
                 ErrorCode::RateLimited,
                 "the passcode was changed too often; wait a minute",
@@ -418,7 +417,12 @@ impl Conn {
         match s.passcodes.hash(passcode).await {
             Ok(Some(v)) => Ok(Some(v)),
             Ok(None) => Err(internal()),
-            Err(crate::passcode::Busy) => Err(busy()),
+            Err(crate::passcode::Busy) => {
+                // Not hashed, so not counted.
+                by_net.refund(&self.net);
+                by_room.refund(&room);
+                Err(busy())
+            }
         }
     }
 
@@ -513,17 +517,7 @@ impl Conn {
         verifier: Arc<str>,
     ) -> Result<(), ServerMsg> {
         let s = &self.shared;
-        let now = Instant::now();
-        // The network first: a network over its limit spends none of the
-        // room's guesses.
-        if !s.passcode_by_addr.allow(&self.net, now) {
-            return Err(ServerMsg::error(
-                ErrorCode::RateLimited,
-                "too many wrong passcodes; wait a minute",
-            ));
-        }
-        if !s.passcode_by_room.allow(room, now) {
-            s.passcode_by_addr.refund(&self.net);
+        if !take_both(&s.passcode_by_addr, &self.net, &s.passcode_by_room, room) {
             return Err(ServerMsg::error(
                 ErrorCode::RateLimited,
                 "too many wrong passcodes; wait a minute",
@@ -547,6 +541,26 @@ impl Conn {
             }
         }
     }
+}
+
+/// Takes a token of the network's limit, then of the room's; the network
+/// first, so that a network over its limit spends none of the room's, and the
+/// network's is given back when the room's is spent.
+fn take_both(
+    by_net: &RateLimiter<IpAddr>,
+    net: &IpAddr,
+    by_room: &RateLimiter<RoomId>,
+    room: &RoomId,
+) -> bool {
+    let now = Instant::now();
+    if !by_net.allow(net, now) {
+        return false;
+    }
+    if !by_room.allow(room, now) {
+        by_net.refund(net);
+        return false;
+    }
+    true
 }
 
 fn internal() -> ServerMsg {
