@@ -119,19 +119,6 @@ fn work(rx: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// The verifier of `passcode` (allocates its own argon2 memory: tests and
-/// tools; the server goes through [`Passcodes`]).
-pub fn hash(passcode: &str) -> anyhow::Result<Arc<str>> {
-    let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
-    hash_with(passcode, &mut memory)
-}
-
-/// Whether `passcode` matches `verifier` (allocates, as [`hash`] does).
-pub fn verify(passcode: &str, verifier: &str) -> bool {
-    let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
-    verify_with(passcode, verifier, &mut memory)
-}
-
 fn hash_with(passcode: &str, memory: &mut [Block]) -> anyhow::Result<Arc<str>> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
@@ -184,6 +171,18 @@ fn argon2() -> Argon2<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // One-off helpers with memory of their own; the server only ever hashes
+    // through the pool.
+    fn hash(passcode: &str) -> anyhow::Result<Arc<str>> {
+        let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
+        hash_with(passcode, &mut memory)
+    }
+
+    fn verify(passcode: &str, verifier: &str) -> bool {
+        let mut memory = vec![Block::default(); Params::DEFAULT.block_count()];
+        verify_with(passcode, verifier, &mut memory)
+    }
 
     #[test]
     fn verifies_only_the_passcode() {

@@ -200,16 +200,7 @@ fn open(path: &Path) -> anyhow::Result<Connection> {
     }
     // Made by us, 0600, before SQLite opens it: SQLite gives its journal and
     // WAL files the database file's permissions.
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
+    open_private(path, false)?;
     let mut c = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
     c.execute_batch(
         "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL; PRAGMA secure_delete = ON;",
@@ -268,17 +259,24 @@ pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
 /// Writes `bytes` to `path`, readable by this user only (0600).
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
+    open_private(path, true)?
+        .write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Opens `path` for writing, creating it if needed (emptied if `truncate`),
+/// readable by this user only (0600), whatever it was before.
+fn open_private(path: &Path, truncate: bool) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
-        .truncate(true)
+        .truncate(truncate)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
+        .with_context(|| format!("opening {}", path.display()))?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    Ok(f)
 }
 
 #[cfg(test)]
