@@ -57,6 +57,20 @@ fn refusals(s: &mut Session) -> Vec<String> {
     out
 }
 
+/// A (1) creates the group and adds B (2).
+fn a_and_b() -> (Session, Session) {
+    let mut a = session(1);
+    a.start(0, true).unwrap();
+    let mut b = session(2);
+    let kp_b = key_package(&mut b);
+    a.join_request(0, 2, kp_b);
+    let first = commit_out(&mut a).unwrap();
+    a.commit_result(0, first.epoch, true);
+    b.welcome(0, &first.welcome.unwrap()).unwrap();
+    same_group(&[&a, &b]);
+    (a, b)
+}
+
 fn same_group(all: &[&Session]) {
     let first = all[0];
     for s in all {
@@ -76,15 +90,7 @@ fn same_group(all: &[&Session]) {
 /// one and applies *that* when the acceptance arrives: a fork at epoch 3.
 #[test]
 fn a_stale_refusal_does_not_touch_the_next_commit() {
-    let mut a = session(1);
-    a.start(0, true).unwrap();
-    let mut b = session(2);
-    let kp_b = key_package(&mut b);
-    a.join_request(0, 2, kp_b);
-    let c0 = commit_out(&mut a).unwrap();
-    a.commit_result(0, c0.epoch, true);
-    b.welcome(0, &c0.welcome.unwrap()).unwrap();
-    same_group(&[&a, &b]);
+    let (mut a, mut b) = a_and_b();
 
     // C asks to join: A (rank 0) commits at once, B (rank 1) after its delay.
     let mut c = session(3);
@@ -199,14 +205,7 @@ fn epochs_say_who_joined_since_the_last() {
 #[test]
 fn the_remover_commits_a_removal_the_server_hides() {
     use aparte_e2ee::{FrameError, MediaKind};
-    let mut a = session(1);
-    a.start(0, true).unwrap();
-    let mut b = session(2);
-    let kp_b = key_package(&mut b);
-    a.join_request(0, 2, kp_b);
-    let c1 = commit_out(&mut a).unwrap();
-    a.commit_result(0, c1.epoch, true);
-    b.welcome(0, &c1.welcome.unwrap()).unwrap();
+    let (mut a, mut b) = a_and_b();
     let mut c = session(3);
     let kp_c = key_package(&mut c);
     a.join_request(10, 3, kp_c.clone());

@@ -371,3 +371,31 @@ fn flush(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that does not read: its queue refuses once its bytes reach
+    /// the bound (long before its message count does), and takes again once
+    /// the connection has taken what was queued.
+    #[tokio::test]
+    async fn a_queue_refuses_past_its_bytes_and_recovers() {
+        let (tx, mut rx) = conn_queue();
+        let big = || ServerMsg::MlsWelcome {
+            data: "A".repeat(200 * 1024),
+        };
+        let mut queued = 0;
+        while tx.send(big()) {
+            queued += 1;
+            assert!(queued < CONN_QUEUE, "never refused");
+        }
+        assert_eq!(queued, CONN_QUEUE_BYTES / big().wire_len());
+        assert!(tx.queued_bytes() <= CONN_QUEUE_BYTES);
+        for _ in 0..queued {
+            assert!(matches!(rx.recv().await, Some(ConnEvent::Msg(_))));
+        }
+        assert_eq!(tx.queued_bytes(), 0);
+        assert!(tx.send(big()), "room again once read");
+    }
+}

@@ -293,25 +293,7 @@ async fn passcodes_are_checked_and_guessing_is_limited() {
     let r = room("passcode");
     let bots = bots(&server, &r, 1, 250_000, epoch).await;
     let host = &bots[0];
-    host.signal(ClientMsg::UpdateRoom {
-        lobby: None,
-        locked: None,
-        persistent: None,
-        passcode: Some("open sesame".to_owned()),
-    })
-    .await
-    .unwrap();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            host.report()
-                .await
-                .unwrap()
-                .control
-                .room
-                .is_some_and(|s| s.passcode)
-        })
-        .await
-    );
+    assert!(set_passcode(host, "open sesame").await);
     // No passcode, then the right one.
     let mut ws = raw_ws(&server, ELSEWHERE).await;
     let (code, _) = error_for(&mut ws, &join_json(&r, "")).await;

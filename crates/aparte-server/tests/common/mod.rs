@@ -104,6 +104,28 @@ pub async fn frames(bot: &Bot, peer: ParticipantId, source: TrackSource) -> u64 
         .map_or(0, |s| s.frames)
 }
 
+/// `host` sets the room's passcode; true once its room says it has one
+/// (within 5 s).
+pub async fn set_passcode(host: &Bot, passcode: &str) -> bool {
+    host.signal(aparte_proto::ClientMsg::UpdateRoom {
+        lobby: None,
+        locked: None,
+        persistent: None,
+        passcode: Some(passcode.to_owned()),
+    })
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(5), || async {
+        host.report()
+            .await
+            .unwrap()
+            .control
+            .room
+            .is_some_and(|s| s.passcode)
+    })
+    .await
+}
+
 /// Waits until `cond` holds, checking every 50 ms, for at most `within`.
 pub async fn eventually<F, Fut>(within: Duration, mut cond: F) -> bool
 where
