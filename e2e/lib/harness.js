@@ -18,7 +18,9 @@ mkdirSync(OUTPUT, { recursive: true });
  * Starts the server binary (target/debug/aparte-server as scripts/test.sh
  * builds it, or $APARTE_BIN); resolves with {url, logs, stop}.
  * With `tap: {out, needles}`, starts the tap-server example instead (the same
- * server with a tap that reports which needles crossed it), see its source.
+ * server with a tap that reports which needles crossed it), see its source;
+ * `tap.swapTracks` makes it label the first two participants' tracks the
+ * wrong way round for the third.
  */
 export async function startServer({ tap, args: extraArgs = [] } = {}) {
   const profile = process.env.APARTE_PROFILE || 'debug';
@@ -27,7 +29,7 @@ export async function startServer({ tap, args: extraArgs = [] } = {}) {
   let args = ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0', '--data-dir', dataDir, ...extraArgs];
   if (tap) {
     bin = joinPath(ROOT, `target/${profile}/examples/tap-server`);
-    args = ['--out', tap.out, ...tap.needles.flatMap((n) => ['--needle', n])];
+    args = ['--out', tap.out, ...tap.needles.flatMap((n) => ['--needle', n]), ...(tap.swapTracks ? ['--swap-tracks'] : [])];
   }
   const child = spawn(bin, args, {
     env: { ...process.env, APARTE_LOG: 'info', NO_COLOR: '1' },

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join as pathJoin } from 'node:path';
 import { after, before, test } from 'node:test';
-import { OUTPUT, admit, join, launchBrowser, newPage, sleep, startServer, waitFor, waitingId } from '../lib/harness.js';
+import { OUTPUT, admit, enter, host, join, launchBrowser, newPage, sleep, startServer, waitFor, waitingId } from '../lib/harness.js';
 
 const CHAT = 'the eagle lands at midnight 7781';
 const NAMES = ['Alice Quenneville', 'Bob Marchetti', 'Carol Dufresne'];
@@ -161,4 +161,76 @@ test('three browsers meet end-to-end encrypted; the server sees no plaintext', {
   assert.ok(report.packets > 200, `the tap saw media packets (${report.packets})`);
   assert.ok(report.mls_app > 0, 'the tap saw MLS application messages');
   assert.deepEqual(report.hits, [], 'no name, chat text or link secret crossed the server');
+});
+
+// A lying server: for the third page, it labels the first two participants'
+// tracks the wrong way round (Alice's camera on Bob's tile and Bob's on
+// Alice's). That page shows no video under either name: each frame opens only
+// with its real sender's key, so the worker drops it and counts it as
+// relabelled, and the tiles say why. The first two pages, whose offers are
+// honest, see everyone: the attack, not a broken meeting, is what is refused.
+test('a server that swaps two participants’ tracks gets no video shown under the wrong name', { timeout: 120000 }, async () => {
+  const liar = await startServer({ tap: { out: pathJoin(OUTPUT, 'swap-report.json'), needles: [], swapTracks: true } });
+  const pages = [];
+  try {
+    const alice = await newPage(browser);
+    const link = await host(alice, liar.url, NAMES[0]);
+    pages.push(alice);
+    for (const name of NAMES.slice(1)) {
+      const p = await newPage(browser);
+      await enter(alice, p, link, name);
+      pages.push(p);
+    }
+    const [carol] = pages.slice(2);
+    const ids = await Promise.all(pages.map((p) => p.evaluate(() => window.aparte.diagnostics().me)));
+    for (const [i, p] of pages.entries()) {
+      await waitFor(p, () => window.aparte.diagnostics().e2ee.roster.length === 2, 20000, `${NAMES[i]} in the group with 2 others`);
+    }
+    const codes = await Promise.all(pages.map((p) => p.textContent('#security-digits')));
+    assert.deepEqual(codes, [codes[0], codes[0], codes[0]], 'the swap does not touch the group');
+
+    // Alice and Bob, told the truth, decode both other videos.
+    for (const [i, p] of pages.slice(0, 2).entries()) {
+      await waitFor(
+        p,
+        async () => (await window.aparte.diagnostics().stats()).filter((s) => s.kind === 'video' && s.framesDecoded > 10).length >= 2,
+        20000,
+        `${NAMES[i]} decodes 2 videos`,
+      );
+    }
+    // Carol gets Alice's and Bob's frames, under each other's names: every one
+    // is refused and counted, none opens, nothing decodes.
+    const byPeer = async () => (await e2ee(carol)).counters?.byPeer ?? {};
+    await waitFor(
+      carol,
+      ([a, b]) => {
+        const c = window.aparte.diagnostics().e2ee.counters?.byPeer ?? {};
+        return (c[a]?.relabelled ?? 0) > 20 && (c[b]?.relabelled ?? 0) > 20;
+      },
+      20000,
+      'Carol refuses the swapped frames',
+      [ids[0], ids[1]],
+    );
+    const first = await byPeer();
+    await sleep(1500);
+    const then = await byPeer();
+    for (const id of [ids[0], ids[1]]) {
+      assert.equal(then[id].opened, 0, `Carol opened none of ${id}'s frames`);
+      assert.ok(then[id].relabelled > first[id].relabelled + 20, `the refusals go on (${first[id].relabelled} -> ${then[id].relabelled})`);
+    }
+    const stats = await carol.evaluate(() => window.aparte.diagnostics().stats());
+    const videos = stats.filter((s) => s.kind === 'video');
+    assert.ok(videos.length >= 2, 'Carol receives two videos');
+    assert.ok(videos.every((s) => s.framesDecoded === 0), `no video decodes on Carol's page: ${JSON.stringify(videos)}`);
+    for (const id of [ids[0], ids[1]]) {
+      const status = await carol.textContent(`.tile[data-peer="${id}"] .status`);
+      assert.match(status, /someone else/, `Carol's tile for ${id} says why it is empty`);
+    }
+    for (const p of pages.slice(0, 2)) {
+      assert.equal(await p.$$eval('.tile .status', (s) => s.length), 0, 'honest offers, no refusals');
+    }
+  } finally {
+    for (const p of pages) await p.context().close();
+    await liar.stop();
+  }
 });

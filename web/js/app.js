@@ -459,16 +459,22 @@ class Meeting {
     li.scrollIntoView({ block: 'end' });
   }
 
-  /** Marks tiles whose frames do not decrypt (wrong link, or not in the group). */
+  /**
+   * Marks tiles whose frames do not open, and says why: the sender is behind
+   * the group's epoch, the server put someone else's frames on this tile, or
+   * they do not decrypt at all (wrong link, or not in the group). A tile whose
+   * frames open again loses its mark.
+   */
   #decryptStats(counters) {
     this.lastCounters = counters;
     for (const [peer, c] of Object.entries(counters.byPeer)) {
-      const prev = this.decrypt[peer] ?? { opened: 0, failed: 0 };
-      const failing = c.failed > prev.failed && c.opened === prev.opened;
-      const ok = c.opened > prev.opened;
-      if (failing) this.view.setStatus(Number(peer), t('meeting.cannotDecrypt'));
-      else if (ok) this.view.setStatus(Number(peer), null);
-      this.decrypt[peer] = { opened: c.opened, failed: c.failed };
+      const prev = this.decrypt[peer] ?? { opened: 0, failed: 0, relabelled: 0, behind: 0 };
+      const rose = (k) => (c[k] ?? 0) > (prev[k] ?? 0);
+      if (c.opened > prev.opened) this.view.setStatus(Number(peer), null);
+      else if (rose('behind')) this.view.setStatus(Number(peer), t('meeting.behind'));
+      else if (rose('relabelled')) this.view.setStatus(Number(peer), t('meeting.relabelled'));
+      else if (rose('failed')) this.view.setStatus(Number(peer), t('meeting.cannotDecrypt'));
+      this.decrypt[peer] = { opened: c.opened, failed: c.failed, relabelled: c.relabelled, behind: c.behind };
     }
   }
 

@@ -8,10 +8,11 @@ import init, { Engine } from '/wasm/aparte_e2ee_wasm.js';
 const loaded = init({ module_or_path: '/wasm/aparte_e2ee_wasm_bg.wasm' });
 let engine = null;
 let timer = null;
-const counters = { sealed: 0, opened: 0, failed: 0, relabelled: 0, replayed: 0, notSent: 0, byPeer: {} };
+const counters = { sealed: 0, opened: 0, failed: 0, relabelled: 0, replayed: 0, behind: 0, notSent: 0, byPeer: {} };
+const REFUSALS = new Set(['relabelled', 'replayed', 'behind']);
 
 function peerCounters(peer) {
-  counters.byPeer[peer] ??= { opened: 0, failed: 0, relabelled: 0, replayed: 0 };
+  counters.byPeer[peer] ??= { opened: 0, failed: 0, relabelled: 0, replayed: 0, behind: 0 };
   return counters.byPeer[peer];
 }
 
@@ -109,7 +110,7 @@ function transformer(options) {
         c.opened++;
         controller.enqueue(frame);
       } catch (e) {
-        const why = e?.message === 'relabelled' || e?.message === 'replayed' ? e.message : 'failed';
+        const why = REFUSALS.has(e?.message) ? e.message : 'failed';
         counters[why]++;
         c[why]++;
       }

@@ -923,6 +923,10 @@ impl BotCore {
                 s.replayed += 1;
                 return;
             }
+            Some(Err(FrameError::Behind)) => {
+                s.behind += 1;
+                return;
+            }
             _ => {
                 s.undecryptable += 1;
                 return;

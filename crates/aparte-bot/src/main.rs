@@ -109,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
     // bots of one process share (see aparte-bench).
     for s in &report.streams {
         println!(
-            "from {} ({}) {:<12} frames {:>6} lost {:>4} late {:>3} corrupt {:>3} wrong-sender {:>3} undecryptable {:>3}",
+            "from {} ({}) {:<12} frames {:>6} lost {:>4} late {:>3} corrupt {:>3} wrong-sender {:>3} undecryptable {:>3} relabelled {:>3} replayed {:>3} behind {:>3}",
             s.peer,
             report.e2ee.name_of(s.peer).unwrap_or_default(),
             s.source.as_str(),
@@ -119,6 +119,9 @@ async fn main() -> anyhow::Result<()> {
             s.corrupt,
             s.wrong_sender,
             s.undecryptable,
+            s.relabelled,
+            s.replayed,
+            s.behind,
         );
     }
     if !report.all_intact() {

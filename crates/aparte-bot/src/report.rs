@@ -146,6 +146,9 @@ pub struct StreamReport {
     pub relabelled: u64,
     /// Frames whose counter was already opened (replays), refused.
     pub replayed: u64,
+    /// Frames sealed with a key of an epoch this bot left more than the
+    /// grace ago: the sender missed a commit.
+    pub behind: u64,
     /// Receive time minus send time, µs, one per frame (bounded).
     pub latency_us: Vec<u32>,
     /// When the first intact frame arrived, µs on the bots' shared clock.
@@ -169,6 +172,7 @@ impl StreamReport {
             undecryptable: 0,
             relabelled: 0,
             replayed: 0,
+            behind: 0,
             latency_us: Vec::new(),
             first_us: None,
         }

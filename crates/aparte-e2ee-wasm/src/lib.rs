@@ -230,7 +230,8 @@ impl Engine {
     /// Opens one incoming frame that came on a track of participant `from`
     /// (an integer below 2^53). Errors if it has no key, fails
     /// authentication, opens only with another member's key than `from`'s
-    /// (the message starts with "relabelled"), or is a replay ("replayed").
+    /// (the message starts with "relabelled"), is a replay ("replayed"), or
+    /// was sealed with a key of an epoch this member left ("behind").
     pub fn open(
         &mut self,
         now: f64,
@@ -244,6 +245,7 @@ impl Engine {
             .map_err(|e| match e {
                 FrameError::WrongSender => JsError::new("relabelled"),
                 FrameError::Replayed => JsError::new("replayed"),
+                FrameError::Behind => JsError::new("behind"),
                 other => err(other),
             })
     }

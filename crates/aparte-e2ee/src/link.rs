@@ -63,7 +63,7 @@ impl LinkSecret {
 
     /// The external PSK every commit that adds members carries: a joiner that
     /// lacks the link cannot compute the epoch secrets from its Welcome.
-    pub(crate) fn psk(&self) -> [u8; 32] {
+    pub fn psk(&self) -> [u8; 32] {
         self.derive(b"mls external psk")
     }
 
@@ -88,7 +88,7 @@ impl LinkSecret {
     }
 
     /// MAC binding a participant id to its MLS signature key.
-    pub(crate) fn join_mac(&self, participant: u64, signature_key: &[u8]) -> [u8; 32] {
+    pub fn join_mac(&self, participant: u64, signature_key: &[u8]) -> [u8; 32] {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.join_key())
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         mac.update(b"aparte join v1");

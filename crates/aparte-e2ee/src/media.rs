@@ -85,6 +85,13 @@ pub enum FrameError {
     /// window: a replay (or a frame so late it no longer matters). Not shown.
     #[error("frame replayed")]
     Replayed,
+    /// The frame's key id names an epoch older than this member's, whose keys
+    /// are gone (past their grace): its sender missed a commit and still seals
+    /// with an old key. Its tile says so. The key id is in clear, so a server
+    /// can also fake this (as it can drop any frame): it says only that the
+    /// frame cannot be trusted, never that someone is in the meeting.
+    #[error("frame sealed with a past epoch's key: its sender is behind")]
+    Behind,
 }
 
 struct RxKey {
@@ -280,7 +287,9 @@ impl MediaKeys {
             .map_err(|_| FrameError::Invalid)?;
         let kid = frame.header().key_id();
         let ctr = frame.header().counter();
-        let rx = self.receive.get_mut(&kid).ok_or(FrameError::NoKey)?;
+        let Some(rx) = self.receive.get_mut(&kid) else {
+            return Err(self.why_no_key(kid));
+        };
         if rx.sender.is_some_and(|s| s != from) {
             return Err(FrameError::WrongSender);
         }
@@ -293,6 +302,22 @@ impl MediaKeys {
         out.extend_from_slice(media.meta_data());
         out.extend_from_slice(media.payload());
         Ok(out)
+    }
+
+    /// Why no key opens key id `kid`: [`FrameError::Behind`] if it names an
+    /// epoch up to 127 before ours (its low bits, modulo 256), else
+    /// [`FrameError::NoKey`] (a later epoch, or no group yet).
+    fn why_no_key(&self, kid: KeyId) -> FrameError {
+        let Some(epoch) = self.epoch else {
+            return FrameError::NoKey;
+        };
+        let mask = (1u64 << EPOCH_BITS) - 1;
+        let behind_by = (epoch & mask).wrapping_sub(kid & mask) & mask;
+        if (1..=mask / 2).contains(&behind_by) {
+            FrameError::Behind
+        } else {
+            FrameError::NoKey
+        }
     }
 }
 
@@ -419,6 +444,40 @@ mod tests {
         assert!(open(&mut rx, 200).is_ok(), "the window did not move to 299");
     }
 
+    /// A sender still sealing with an epoch's key after the receiver's grace
+    /// for it ended is behind; a key of a later epoch, or of the current one
+    /// that the receiver lacks, is not.
+    #[test]
+    fn a_frame_of_a_past_epoch_after_the_grace_says_its_sender_is_behind() {
+        let mut old = MediaKeys::new(1000);
+        old.rekey(0, &Fixed, 255, 1, [(0, 10)]).expect("keys");
+        let frame = [0xfc, 1, 2];
+        let stale = old.seal(MediaKind::Audio, &frame).expect("sealed");
+        let mut rx = MediaKeys::new(1000);
+        rx.rekey(0, &Fixed, 255, 0, [(1, 11)]).expect("keys");
+        // Epoch 256: the key id's low bits wrap to 0.
+        rx.rekey(5000, &Labelled(1), 256, 0, [(1, 11)])
+            .expect("keys");
+        assert!(rx.open(5500, MediaKind::Audio, 11, &stale).is_ok(), "grace");
+        let again = old.seal(MediaKind::Audio, &frame).expect("sealed");
+        assert_eq!(
+            rx.open(6000, MediaKind::Audio, 11, &again),
+            Err(FrameError::Behind)
+        );
+        let mut ahead = MediaKeys::new(1000);
+        ahead.rekey(0, &Fixed, 257, 1, [(0, 10)]).expect("keys");
+        let early = ahead.seal(MediaKind::Audio, &frame).expect("sealed");
+        assert_eq!(
+            rx.open(6000, MediaKind::Audio, 11, &early),
+            Err(FrameError::NoKey)
+        );
+        let mut none = MediaKeys::new(1000);
+        assert_eq!(
+            none.open(0, MediaKind::Audio, 11, &again),
+            Err(FrameError::NoKey)
+        );
+    }
+
     #[test]
     fn clear_prefix_follows_the_codec() {
         assert_eq!(clear_prefix(MediaKind::Audio, &[0xfc, 1, 2]), 1);
@@ -495,14 +554,15 @@ mod tests {
         let media = parsed.decrypt(&dec).expect("opens with the RFC's keys");
         assert_eq!(media.payload(), &frame[1..]);
 
-        // Another epoch's keys are other keys.
+        // Another epoch's keys are other keys: a member who only has the
+        // next epoch's cannot open it (and says its sender is behind).
         let mut later = MediaKeys::new(1000);
         later
             .rekey(0, &exporter, epoch + 1, receiver, [(sender, 77)])
             .expect("keys");
         assert_eq!(
             later.open(0, MediaKind::Audio, 77, sealed.as_ref()),
-            Err(FrameError::NoKey)
+            Err(FrameError::Behind)
         );
     }
 

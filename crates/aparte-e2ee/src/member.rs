@@ -17,10 +17,13 @@ pub const MLS_SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SH
 /// Id of the external PSK derived from the link secret.
 const LINK_PSK_ID: &[u8] = b"aparte/link/v1";
 
-/// Key package extension (private-use range) carrying the join MAC.
+/// Leaf node extension (private-use range) carrying the link proof: the join
+/// MAC over the participant id and the leaf's signature key. Every leaf of a
+/// group carries one, the creator's included, and keeps it through updates
+/// (openmls copies a leaf's extensions into its new leaf node on commit).
 const JOIN_MAC_EXTENSION: u16 = 0xff0a;
 
-/// What a joiner publishes: its key package, which carries the join MAC.
+/// What a joiner publishes: its key package, whose leaf carries the link proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinRequest {
     /// TLS-serialized MLS KeyPackage.
@@ -96,7 +99,7 @@ fn mls<E: std::fmt::Display>(e: E) -> E2eeError {
     E2eeError::Mls(e.to_string())
 }
 
-/// Leaf capabilities: defaults, plus the join MAC's key package extension.
+/// Leaf capabilities: defaults, plus the link proof's leaf node extension.
 fn capabilities() -> Capabilities {
     Capabilities::new(
         None,
@@ -111,6 +114,23 @@ fn capabilities() -> Capabilities {
 fn participant_of(credential: &Credential) -> Option<u64> {
     let bytes: [u8; 8] = credential.serialized_content().try_into().ok()?;
     Some(u64::from_be_bytes(bytes))
+}
+
+/// Whether `leaf` proves the link: its credential names a participant and its
+/// extension holds that participant's join MAC over the leaf's signature key.
+fn leaf_proves_link(link: &LinkSecret, leaf: &LeafNode) -> Result<(), E2eeError> {
+    let who = participant_of(leaf.credential())
+        .ok_or(E2eeError::Refused("credential is not a participant id"))?;
+    let tag = leaf
+        .extensions()
+        .unknown(JOIN_MAC_EXTENSION)
+        .map(|u| u.0.as_slice())
+        .ok_or(E2eeError::Refused("a leaf has no link proof"))?;
+    if link.verify_join_mac(who, leaf.signature_key().as_slice(), tag) {
+        Ok(())
+    } else {
+        Err(E2eeError::Refused("a leaf's link proof is wrong"))
+    }
 }
 
 impl Member {
@@ -202,11 +222,28 @@ impl Member {
             .map(|g| SecurityCode::from_authenticator(g.epoch_authenticator().as_slice()))
     }
 
+    /// This member's link proof, as a leaf node extension.
+    fn link_proof(&self) -> Result<Extensions<LeafNode>, E2eeError> {
+        // The MAC binds the participant id to the signature key that signs the
+        // leaf: a ghost cannot reuse a genuine member's MAC without that
+        // member's private key, and cannot make its own without the link.
+        let mac = self
+            .link
+            .join_mac(self.id, self.credential.signature_key.as_slice());
+        Extensions::single(Extension::Unknown(
+            JOIN_MAC_EXTENSION,
+            UnknownExtension(mac.to_vec()),
+        ))
+        .map_err(mls)
+    }
+
     /// Starts a new group (the first participant of a meeting).
     pub fn create_group(&mut self, now_ms: u64, group_id: &[u8]) -> Result<(), E2eeError> {
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(MLS_SUITE)
             .capabilities(capabilities())
+            .with_leaf_node_extensions(self.link_proof()?)
+            .map_err(mls)?
             .use_ratchet_tree_extension(true)
             .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
             .max_past_epochs(1)
@@ -223,22 +260,11 @@ impl Member {
         self.rekey(now_ms)
     }
 
-    /// A key package for joining, with the join MAC that proves the link.
+    /// A key package for joining, whose leaf proves the link.
     pub fn join_request(&self) -> Result<JoinRequest, E2eeError> {
-        // The MAC binds the participant id to the signature key that signs the
-        // key package: a ghost cannot reuse a genuine joiner's MAC without that
-        // joiner's private key, and cannot make its own without the link.
-        let mac = self
-            .link
-            .join_mac(self.id, self.credential.signature_key.as_slice());
-        let ext = Extensions::single(Extension::Unknown(
-            JOIN_MAC_EXTENSION,
-            UnknownExtension(mac.to_vec()),
-        ))
-        .map_err(mls)?;
         let bundle = KeyPackage::builder()
             .leaf_node_capabilities(capabilities())
-            .key_package_extensions(ext)
+            .leaf_node_extensions(self.link_proof()?)
             .build(
                 MLS_SUITE,
                 &self.provider,
@@ -267,24 +293,8 @@ impl Member {
         if participant_of(kp.leaf_node().credential()) != Some(from) {
             return Err(E2eeError::Refused("key package names someone else"));
         }
-        self.check_link_proof(&kp)?;
+        leaf_proves_link(&self.link, kp.leaf_node())?;
         Ok(kp)
-    }
-
-    fn check_link_proof(&self, kp: &KeyPackage) -> Result<(), E2eeError> {
-        let who = participant_of(kp.leaf_node().credential())
-            .ok_or(E2eeError::Refused("credential is not a participant id"))?;
-        let tag = kp
-            .extensions()
-            .unknown(JOIN_MAC_EXTENSION)
-            .map(|u| u.0.as_slice())
-            .ok_or(E2eeError::Refused("key package has no link proof"))?;
-        let sig = kp.leaf_node().signature_key().as_slice();
-        if self.link.verify_join_mac(who, sig, tag) {
-            Ok(())
-        } else {
-            Err(E2eeError::Refused("key package's link proof is wrong"))
-        }
     }
 
     /// Commits adding `adds` (already verified) and removing the participants
@@ -415,15 +425,21 @@ impl Member {
         {
             return Err(E2eeError::Refused("group of another meeting"));
         }
-        // Every member of the group we join must have proved the link.
-        for m in staged.members() {
-            if participant_of(&m.credential).is_none() {
-                return Err(E2eeError::Refused(
-                    "group has a member that is not a participant",
-                ));
-            }
-        }
         let group = staged.into_group(&self.provider).map_err(mls)?;
+        // Every leaf of the group we join must prove the link, the creator's
+        // included: a member who never proved it (let in by a modified client,
+        // or the server's own) would otherwise get the media keys.
+        let tree = group.public_group();
+        let proven = group.members().try_for_each(|m| {
+            let leaf = tree.leaf(m.index).ok_or(E2eeError::Malformed)?;
+            leaf_proves_link(&self.link, leaf)
+        });
+        if let Err(e) = proven {
+            // Forget the refused group's state in the store.
+            let mut group = group;
+            let _ = group.delete(self.provider.storage());
+            return Err(e);
+        }
         self.group = Some(group);
         self.rekey(now_ms)?;
         Ok(Incoming::Joined {
@@ -464,8 +480,13 @@ impl Member {
                 let mut added = Vec::new();
                 for add in staged.add_proposals() {
                     let kp = add.add_proposal().key_package();
-                    self.check_link_proof(kp)?;
+                    leaf_proves_link(&self.link, kp.leaf_node())?;
                     added.extend(participant_of(kp.leaf_node().credential()));
+                }
+                // A committer's new leaf (its update path) must still prove
+                // the link: its proof may not be dropped or its key swapped.
+                if let Some(leaf) = staged.update_path_leaf_node() {
+                    leaf_proves_link(&self.link, leaf)?;
                 }
                 let group = self.group.as_mut().ok_or(E2eeError::NotInGroup)?;
                 if !added.is_empty() && !has_link_psk(&staged) {

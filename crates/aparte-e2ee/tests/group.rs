@@ -205,7 +205,8 @@ fn a_joiner_cannot_open_frames_sent_before_it_joined() {
         m.members[joiner]
             .media()
             .open(m.now, MediaKind::Video, 1, &before),
-        Err(FrameError::NoKey)
+        Err(FrameError::Behind),
+        "no key: the frame is of an epoch before the joiner's"
     );
     // An old member still opens it (in flight when the epoch changed).
     assert_eq!(
@@ -285,7 +286,8 @@ fn a_removed_member_cannot_open_later_frames_and_the_grace_is_bounded() {
         m.members[1]
             .media()
             .open(m.now + GRACE_MS, MediaKind::Video, 1, &in_flight),
-        Err(FrameError::NoKey)
+        Err(FrameError::Behind),
+        "the old epoch's key is gone after the grace"
     );
 }
 
@@ -473,4 +475,212 @@ fn a_welcome_into_another_rooms_group_is_refused() {
     guest.expect_group_id(&room_a);
     let w = add(&mut creator, &guest, 3);
     assert!(matches!(guest.process(0, &w), Ok(Incoming::Joined { .. })));
+}
+
+/// A member built with raw openmls, as a modified client or the server's own
+/// would be: it knows the link (the PSK and the group id are right) but puts
+/// in its leaf whatever link proof it likes, or none.
+struct Raw {
+    provider: openmls_rust_crypto::OpenMlsRustCrypto,
+    signer: openmls_basic_credential::SignatureKeyPair,
+    group: openmls::prelude::MlsGroup,
+}
+
+/// What a raw member puts in its leaf, given its signature key.
+type ProofOf = fn(&[u8]) -> Option<[u8; 32]>;
+
+fn link_psk_id(
+    provider: &openmls_rust_crypto::OpenMlsRustCrypto,
+) -> openmls::schedule::PreSharedKeyId {
+    use openmls::schedule::{ExternalPsk, PreSharedKeyId, Psk};
+    PreSharedKeyId::new(
+        aparte_e2ee::MLS_SUITE,
+        provider.rand(),
+        Psk::External(ExternalPsk::new(b"aparte/link/v1".to_vec())),
+    )
+    .unwrap()
+}
+
+fn proof_extensions(
+    proof: Option<[u8; 32]>,
+) -> openmls::prelude::Extensions<openmls::prelude::LeafNode> {
+    use openmls::prelude::*;
+    match proof {
+        Some(mac) => {
+            Extensions::single(Extension::Unknown(0xff0a, UnknownExtension(mac.to_vec()))).unwrap()
+        }
+        None => Extensions::empty(),
+    }
+}
+
+impl Raw {
+    /// Creates the room's group as participant `id`, its leaf carrying what
+    /// `proof` makes of its signature key.
+    fn create(id: u64, room: &str, proof: ProofOf) -> Raw {
+        use openmls::prelude::*;
+        let provider = openmls_rust_crypto::OpenMlsRustCrypto::default();
+        let signer =
+            openmls_basic_credential::SignatureKeyPair::new(SignatureScheme::ED25519).unwrap();
+        signer.store(provider.storage()).unwrap();
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(id.to_be_bytes().to_vec()).into(),
+            signature_key: signer.to_public_vec().into(),
+        };
+        link_psk_id(&provider)
+            .store(&provider, &link().psk())
+            .unwrap();
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(aparte_e2ee::MLS_SUITE)
+            .capabilities(Capabilities::new(
+                None,
+                None,
+                Some(&[ExtensionType::Unknown(0xff0a)]),
+                None,
+                None,
+            ))
+            .with_leaf_node_extensions(proof_extensions(proof(&signer.to_public_vec())))
+            .unwrap()
+            .use_ratchet_tree_extension(true)
+            .wire_format_policy(PURE_CIPHERTEXT_WIRE_FORMAT_POLICY)
+            .build();
+        let group = MlsGroup::new_with_group_id(
+            &provider,
+            &signer,
+            &config,
+            GroupId::from_slice(&link().group_id(room)),
+            credential,
+        )
+        .unwrap();
+        Raw {
+            provider,
+            signer,
+            group,
+        }
+    }
+
+    /// Adds `joiner` with the link PSK, as an honest committer does; returns
+    /// the Welcome.
+    fn add(&mut self, joiner: &Member) -> Vec<u8> {
+        use openmls::prelude::tls_codec::Serialize as _;
+        use openmls::prelude::*;
+        let kp = KeyPackageIn::tls_deserialize_exact(
+            joiner.join_request().unwrap().key_package.as_slice(),
+        )
+        .unwrap()
+        .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+        .unwrap();
+        let psk = PreSharedKeyProposal::new(link_psk_id(&self.provider));
+        let bundle = self
+            .group
+            .commit_builder()
+            .propose_adds(vec![kp])
+            .add_proposal(Proposal::PreSharedKey(Box::new(psk)))
+            .load_psks(self.provider.storage())
+            .unwrap()
+            .build(
+                self.provider.rand(),
+                self.provider.crypto(),
+                &self.signer,
+                |_| true,
+            )
+            .unwrap()
+            .stage_commit(&self.provider)
+            .unwrap();
+        self.group.merge_pending_commit(&self.provider).unwrap();
+        let (_, welcome, _) = bundle.into_messages();
+        welcome.unwrap().tls_serialize_detached().unwrap()
+    }
+
+    /// Commits an update of its own leaf, whose extensions become `proof`'s.
+    fn update(&mut self, proof: Option<[u8; 32]>) -> Vec<u8> {
+        use openmls::prelude::tls_codec::Serialize as _;
+        use openmls::prelude::*;
+        let params = LeafNodeParameters::builder()
+            .with_extensions(proof_extensions(proof))
+            .build();
+        let bundle = self
+            .group
+            .self_update(&self.provider, &self.signer, params)
+            .unwrap();
+        self.group.merge_pending_commit(&self.provider).unwrap();
+        bundle.into_commit().tls_serialize_detached().unwrap()
+    }
+}
+
+const PROOF_ROOM: &str = "room-proofs";
+
+/// The raw creator is participant 9.
+fn true_proof(sig: &[u8]) -> Option<[u8; 32]> {
+    Some(link().join_mac(9, sig))
+}
+
+/// Every leaf must prove the link, the creator's included. A group with the
+/// link PSK and the room's id whose creator's leaf has no proof, or a proof
+/// made for another participant or another key, is refused; the same group
+/// with a true proof is joined (so what is refused is the proof alone).
+#[test]
+fn a_group_with_a_member_without_a_link_proof_is_refused() {
+    let cases: [(&str, ProofOf); 4] = [
+        ("no proof", |_| None),
+        ("another participant's", |sig| {
+            Some(link().join_mac(99, sig))
+        }),
+        ("another key's", |_| Some(link().join_mac(9, &[7; 32]))),
+        ("a true proof", true_proof),
+    ];
+    for (case, proof) in cases {
+        let mut creator = Raw::create(9, PROOF_ROOM, proof);
+        let mut joiner = Member::new(5, link(), GRACE_MS).unwrap();
+        joiner.expect_group_id(&link().group_id(PROOF_ROOM));
+        let welcome = creator.add(&joiner);
+        let outcome = joiner.process(0, &welcome);
+        if case == "a true proof" {
+            assert!(
+                matches!(outcome, Ok(Incoming::Joined { .. })),
+                "{outcome:?}"
+            );
+            assert!(joiner.is_ready());
+        } else {
+            assert!(
+                matches!(outcome, Err(E2eeError::Refused(_))),
+                "{case}: {outcome:?}"
+            );
+            assert!(!joiner.is_ready(), "{case}: no keys");
+            assert_eq!(joiner.security_code(), None);
+        }
+    }
+}
+
+/// A member whose commit updates its own leaf must keep a true proof in it:
+/// an update that drops the proof is refused and its epoch never entered;
+/// one that keeps it is taken.
+#[test]
+fn a_commit_that_drops_the_committers_link_proof_is_refused() {
+    let mut creator = Raw::create(9, PROOF_ROOM, true_proof);
+    let mut member = Member::new(5, link(), GRACE_MS).unwrap();
+    member.expect_group_id(&link().group_id(PROOF_ROOM));
+    let welcome = creator.add(&member);
+    assert!(matches!(
+        member.process(0, &welcome),
+        Ok(Incoming::Joined { .. })
+    ));
+    let epoch = member.epoch();
+    let sig = creator.signer.to_public_vec();
+
+    let kept = creator.update(true_proof(&sig));
+    assert!(matches!(
+        member.process(0, &kept),
+        Ok(Incoming::NewEpoch { .. })
+    ));
+    let epoch_after = member.epoch();
+    assert!(epoch_after > epoch);
+
+    let dropped = creator.update(None);
+    let outcome = member.process(0, &dropped);
+    assert!(matches!(outcome, Err(E2eeError::Refused(_))), "{outcome:?}");
+    assert_eq!(
+        member.epoch(),
+        epoch_after,
+        "the refused epoch was not entered"
+    );
 }

@@ -3,11 +3,50 @@
 //! writes to `--out` how many it saw and which of the `--needle` strings
 //! (names, chat text, the link secret) appeared in any of them. The shipped
 //! binary has no tap; this example exists so tests can prove the server is blind.
+//!
+//! With `--swap-tracks` it also lies: in every offer to the third participant
+//! to be welcomed, the first two participants' tracks carry each other's
+//! names (the page would show Alice's camera on Bob's tile). Browser tests use
+//! it to prove the pages refuse such frames rather than show them.
 
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
+use aparte_proto::{ParticipantId, ServerMsg};
 use aparte_sfu::TapEvent;
+
+/// The lie of `--swap-tracks`: participants in the order they were
+/// welcomed; the third one's offers name the first two the wrong way round.
+#[derive(Default)]
+struct Swap {
+    welcomed: Vec<ParticipantId>,
+}
+
+impl Swap {
+    fn rewrite(&mut self, to: ParticipantId, msg: &mut ServerMsg) {
+        match msg {
+            ServerMsg::Welcome { you, .. } if !self.welcomed.contains(you) => {
+                self.welcomed.push(*you);
+            }
+            ServerMsg::Offer { tracks, .. } => {
+                let [a, b, victim, ..] = self.welcomed[..] else {
+                    return;
+                };
+                if to != victim {
+                    return;
+                }
+                for t in tracks.iter_mut() {
+                    if t.peer == a {
+                        t.peer = b;
+                    } else if t.peer == b {
+                        t.peer = a;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
 
 #[derive(Default)]
 struct Seen {
@@ -25,11 +64,13 @@ fn find(hay: &[u8], needle: &[u8]) -> bool {
 async fn main() -> anyhow::Result<()> {
     let mut out = None;
     let mut needles = Vec::new();
+    let mut swap = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--out" => out = args.next(),
             "--needle" => needles.extend(args.next()),
+            "--swap-tracks" => swap = Some(Swap::default()),
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -39,9 +80,9 @@ async fn main() -> anyhow::Result<()> {
     let tap: aparte_sfu::Tap = Box::new(move |ev| {
         let mut s = sink.lock().unwrap_or_else(|e| e.into_inner());
         let (bytes, label): (Vec<u8>, &str) = match ev {
-            TapEvent::Packet(f) => {
+            TapEvent::Packet { payload, .. } => {
                 s.packets += 1;
-                (f.to_vec(), "media packet")
+                (payload.to_vec(), "media packet")
             }
             TapEvent::FromClient(m) => {
                 s.signaling += 1;
@@ -51,9 +92,12 @@ async fn main() -> anyhow::Result<()> {
                 }
                 (j.into_bytes(), "signaling")
             }
-            TapEvent::ToClient(m) => {
+            TapEvent::ToClient { to, msg } => {
+                if let Some(swap) = &mut swap {
+                    swap.rewrite(to, msg);
+                }
                 s.signaling += 1;
-                (m.to_json().into_bytes(), "signaling")
+                (msg.to_json().into_bytes(), "signaling")
             }
         };
         for n in &needles {

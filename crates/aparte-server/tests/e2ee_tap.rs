@@ -35,9 +35,9 @@ async fn the_server_handles_only_ciphertext() {
     let tap: aparte_sfu::Tap = Box::new(move |ev| {
         let mut r = sink.lock().unwrap();
         match ev {
-            TapEvent::Packet(f) => r.packets.push(f.to_vec()),
+            TapEvent::Packet { payload, .. } => r.packets.push(payload.to_vec()),
             TapEvent::FromClient(m) => r.signaling.push(m.to_json()),
-            TapEvent::ToClient(m) => r.signaling.push(m.to_json()),
+            TapEvent::ToClient { msg, .. } => r.signaling.push(msg.to_json()),
         }
     });
     let server = aparte_server::start_with_tap(aparte_server::Config::ephemeral(), Some(tap))

@@ -201,15 +201,30 @@ pub enum Output {
 
 /// What a tap sees: everything the server handles that a participant sent or
 /// receives, after transport decryption. Used by tests that prove the server
-/// only ever handles ciphertext; the server binary never installs one.
+/// only ever handles ciphertext, and by tests that play a hostile server: a
+/// tap may rewrite a media payload before it is forwarded, or a message before
+/// it is sent. The server binary never installs one.
 #[derive(Debug)]
 pub enum TapEvent<'a> {
-    /// A media packet's RTP payload, as received from its publisher.
-    Packet(&'a [u8]),
+    /// A media packet's RTP payload, as received from its publisher, before
+    /// it is forwarded to the track's receivers.
+    Packet {
+        /// The publisher.
+        from: ParticipantId,
+        /// Which of its tracks.
+        source: TrackSource,
+        /// The payload (SFrame-sealed frame or a piece of one).
+        payload: &'a mut std::sync::Arc<[u8]>,
+    },
     /// A signaling message from a participant.
     FromClient(&'a ClientMsg),
-    /// A signaling message to a participant.
-    ToClient(&'a ServerMsg),
+    /// A signaling message to a participant, before it is sent.
+    ToClient {
+        /// The recipient.
+        to: ParticipantId,
+        /// The message.
+        msg: &'a mut ServerMsg,
+    },
 }
 
 /// A tap's callback.
@@ -719,9 +734,9 @@ impl Sfu {
 
     /// The next thing to do, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
-        let out = self.out.pop_front();
-        if let (Some(tap), Some(Output::Signal { msg, .. })) = (&mut self.tap, &out) {
-            tap(TapEvent::ToClient(msg));
+        let mut out = self.out.pop_front();
+        if let (Some(tap), Some(Output::Signal { to, msg })) = (&mut self.tap, &mut out) {
+            tap(TapEvent::ToClient { to: *to, msg });
         }
         out
     }

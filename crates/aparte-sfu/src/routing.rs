@@ -53,7 +53,7 @@ impl Sfu {
     /// unchanged on the receiver's stream for the track, with that stream's
     /// own SSRC and sequence numbers ([`forward::SeqMap`]). Packets a
     /// publisher resends after a NACK are forwarded when they arrive.
-    pub(crate) fn forward(&mut self, from: ParticipantId, pkt: RtpPacket) {
+    pub(crate) fn forward(&mut self, from: ParticipantId, mut pkt: RtpPacket) {
         let Some(p) = self.participants.get_mut(&from) else {
             return;
         };
@@ -66,7 +66,11 @@ impl Sfu {
         };
         self.stats.packets_in += 1;
         if let Some(tap) = &mut self.tap {
-            tap(TapEvent::Packet(&pkt.payload));
+            tap(TapEvent::Packet {
+                from,
+                source,
+                payload: &mut pkt.payload,
+            });
         }
         let frame_start = p
             .frames

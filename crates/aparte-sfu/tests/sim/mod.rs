@@ -3,6 +3,11 @@
 //! Datagrams and signaling messages are delivered instantly and in order;
 //! a bot can be cut off the network to simulate a vanished browser, or lose
 //! every n-th datagram of its link to simulate a lossy network.
+//!
+//! The server can also be made hostile: [`Sim::to_client`] rewrites, drops or
+//! adds signaling messages on their way to a bot, [`Sim::from_client`] keeps
+//! a bot's message from the SFU, and a tap on the SFU ([`Sfu::set_tap`])
+//! rewrites media payloads before they are forwarded.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -54,7 +59,19 @@ pub struct Sim {
     next_port: u16,
     /// What the SFU asked to store, in order.
     pub persisted: Vec<(RoomId, Option<StoredRoom>)>,
+    /// A hostile server's hand on messages to bots.
+    pub to_client: Option<ToClient>,
+    /// A hostile server's hand on messages from bots.
+    pub from_client: Option<FromClient>,
 }
+
+/// What a hostile server does to a message for participant `to`: the
+/// messages that reach it instead (none to drop it).
+pub type ToClient = Box<dyn FnMut(ParticipantId, ServerMsg) -> Vec<ServerMsg>>;
+
+/// Whether the SFU gets a message participant `from` sent (false: the server
+/// ignores it).
+pub type FromClient = Box<dyn FnMut(ParticipantId, &ClientMsg) -> bool>;
 
 /// The link secret every simulated meeting uses.
 pub fn link() -> aparte_e2ee::LinkSecret {
@@ -116,6 +133,8 @@ impl Sim {
             server,
             next_port: 40000,
             persisted: Vec::new(),
+            to_client: None,
+            from_client: None,
         }
     }
 
@@ -181,6 +200,15 @@ impl Sim {
         self.pump();
     }
 
+    /// Delivers `msg` to `bot` as if the server sent it (a hostile server's
+    /// own message).
+    pub fn deliver(&mut self, bot: usize, msg: ServerMsg) {
+        let b = &mut self.bots[bot];
+        b.inbox.push(msg.clone());
+        let _ = b.core.handle_signal(self.now, msg);
+        self.pump();
+    }
+
     /// The bot's signaling connection closes.
     pub fn disconnect(&mut self, bot: usize) {
         let id = self.bots[bot].id;
@@ -243,10 +271,16 @@ impl Sim {
                     }
                     Output::Signal { to, msg } => {
                         let Some(&i) = by_id.get(&to) else { continue };
+                        let msgs = match &mut self.to_client {
+                            Some(hostile) => hostile(to, msg),
+                            None => vec![msg],
+                        };
                         let b = &mut self.bots[i];
-                        if b.closed.is_none() {
-                            b.inbox.push(msg.clone());
-                            let _ = b.core.handle_signal(self.now, msg);
+                        for msg in msgs {
+                            if b.closed.is_none() {
+                                b.inbox.push(msg.clone());
+                                let _ = b.core.handle_signal(self.now, msg);
+                            }
                         }
                     }
                     Output::Close { who, code } => {
@@ -275,7 +309,11 @@ impl Sim {
                             }
                         }
                         BotOutput::Signal(msg) => {
-                            if b.online {
+                            let passes = self
+                                .from_client
+                                .as_mut()
+                                .is_none_or(|hostile| hostile(b.id, &msg));
+                            if b.online && passes {
                                 self.sfu.handle_message(self.now, b.id, msg);
                             }
                         }
