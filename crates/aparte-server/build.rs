@@ -9,7 +9,12 @@ use std::{env, fs};
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Read at run time, not baked in with `env!`: cargo reuses a compiled
+    // build script across checkouts that share a target directory (a
+    // worktree measured against main), and a baked-in path would build the
+    // other checkout's page and engine, or fail once it is gone.
+    let manifest = env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo");
+    let root = Path::new(&manifest).join("../..");
     let web = root.join("web");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
     println!("cargo:rerun-if-changed={}", web.display());
