@@ -61,6 +61,7 @@ mod forward;
 mod participant;
 mod policy;
 mod routing;
+mod stun;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -274,6 +275,11 @@ pub struct Sfu {
     rng: rand::rngs::StdRng,
     /// Source addresses already validated by ICE, to their participant.
     by_addr: HashMap<SocketAddr, ParticipantId>,
+    /// Participants by the local ICE ufrag of their `Rtc`: a binding request
+    /// from a new address names it, so routing it is one lookup (a scan of
+    /// every participant per unknown datagram let anyone spraying datagrams
+    /// cost O(N) each).
+    by_ufrag: HashMap<String, ParticipantId>,
     /// Participants whose `Rtc` has output to drain.
     dirty: Vec<ParticipantId>,
     /// Participants that may need a new offer.
@@ -306,6 +312,7 @@ impl Sfu {
             waiting: HashMap::new(),
             rng: rand::rngs::StdRng::from_os_rng(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             dirty: Vec::new(),
             renegotiate: Vec::new(),
             doomed: Vec::new(),
@@ -421,6 +428,7 @@ impl Sfu {
         if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
             warn!(%e, "rtc refused its first timeout");
         }
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let mut p = Participant::new(id, room.clone(), rtc, now);
         let seat = self.token();
 
@@ -453,6 +461,7 @@ impl Sfu {
         r.policy.admitted(id, role, key, seat.clone());
         let create_group = r.ds.joined(id);
         let state = r.policy.settings.state();
+        self.by_ufrag.insert(ufrag, id);
         self.participants.insert(id, p);
         info!(participant = %id, role = ?role, "joined");
 
@@ -668,10 +677,10 @@ impl Sfu {
                 // Only a STUN binding request with a participant's ICE
                 // credentials is accepted from a new address: this is how
                 // packets from unvalidated addresses are dropped.
-                let Some(id) = self
-                    .participants
-                    .values()
-                    .find(|p| p.rtc.accepts(&input))
+                let Some(id) = stun::request_ufrag(data)
+                    .and_then(|ufrag| self.by_ufrag.get(ufrag))
+                    .and_then(|id| self.participants.get(id))
+                    .filter(|p| p.rtc.accepts(&input))
                     .map(|p| p.id)
                 else {
                     self.stats.datagrams_unmatched += 1;
@@ -743,6 +752,10 @@ impl Sfu {
 
     /// When [`Sfu::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // A walk over every participant, once per loop iteration (a batch of
+        // packets), not per packet: measured cheaper than a timer heap fed on
+        // every drain (bench/RESULTS.md, "Forwarding path: timers, track
+        // lookup, unknown addresses").
         let throttle = self.config.keyframe_throttle;
         self.participants
             .values()
@@ -967,6 +980,7 @@ impl Sfu {
         };
         p.rtc.disconnect();
         self.by_addr.retain(|_, v| *v != id);
+        self.by_ufrag.retain(|_, v| *v != id);
         if let Some(r) = self.rooms.get_mut(&p.room) {
             r.members.retain(|&m| m != id);
             if code == Some(ErrorCode::Removed) {
