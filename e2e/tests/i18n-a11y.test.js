@@ -61,3 +61,20 @@ test('keyboard only: create a meeting, name yourself, join, mute, leave', async 
   assert.deepEqual(unnamed, []);
   await context.close();
 });
+
+test('English and French have the same texts, and every text the page names exists', async () => {
+  const page = await env.browser.newPage();
+  await page.goto(env.server.url);
+  const { en, fr, named } = await page.evaluate(async () => {
+    const i18n = await import('/js/i18n.js');
+    const named = [...document.querySelectorAll('[data-i18n]')].map((el) => el.dataset.i18n)
+      .concat([...document.querySelectorAll('[data-i18n-label]')].map((el) => el.dataset.i18nLabel));
+    return { en: i18n.keysOf('en'), fr: i18n.keysOf('fr'), named };
+  });
+  assert.ok(en.length > 50, `English has its texts (${en.length})`);
+  assert.deepEqual(en.filter((k) => !fr.includes(k)), [], 'keys missing in French');
+  assert.deepEqual(fr.filter((k) => !en.includes(k)), [], 'keys missing in English');
+  assert.ok(named.length > 10, `the page names texts (${named.length})`);
+  assert.deepEqual([...new Set(named)].filter((k) => !en.includes(k)), [], 'texts the page names but nobody wrote');
+  await page.close();
+});

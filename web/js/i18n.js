@@ -307,3 +307,8 @@ export function apply(root) {
     if (!el.title) el.title = t(el.dataset.i18nLabel);
   }
 }
+
+/** The keys a language has (for the test that both languages have the same). */
+export function keysOf(code) {
+  return Object.keys(STRINGS[code] ?? {});
+}
