@@ -384,6 +384,10 @@ class Meeting {
         // broadcast per member per epoch would be N² messages).
         if (!was) this.sendToGroup(this.state());
         else if (ev.joined?.length) this.sendToGroup(this.state(), ev.joined);
+        // Their frames open from now on, but those that came before the keys
+        // were dropped and a decoder cannot start on a delta frame: ask for
+        // their keyframes now rather than wait for the next one.
+        for (const peer of ev.joined ?? []) this.signaling?.send({ type: 'keyframe', peer });
         break;
       }
       case 'message':

@@ -503,9 +503,12 @@ impl BotCore {
         // Who should learn this bot's name: nobody, those who just joined,
         // or (in its first epoch) everyone.
         let mut announce: Option<Vec<u64>> = None;
+        // Whose frames this bot can open from now on: ask for their keyframes.
+        let mut keyframes: Vec<u64> = Vec::new();
         while let Some(ev) = s.poll_event() {
             match ev {
                 SessionEvent::Epoch { epoch, joined, .. } => {
+                    keyframes.extend(&joined);
                     let first = self.e2ee.epoch_changes.is_empty();
                     announce = match announce.take() {
                         _ if first => Some(Vec::new()),
@@ -533,6 +536,11 @@ impl BotCore {
         if let Some(to) = announce {
             let state = serde_json::json!({ "t": "state", "name": self.config.name }).to_string();
             let _ = s.send_to(&to, state.as_bytes());
+        }
+        for peer in keyframes {
+            self.out.push_back(BotOutput::Signal(ClientMsg::Keyframe {
+                peer: ParticipantId(peer),
+            }));
         }
         while let Some(out) = s.poll_output() {
             let msg = match out {

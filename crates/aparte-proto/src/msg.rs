@@ -127,6 +127,15 @@ pub enum ClientMsg {
     },
     /// Host: end the meeting for everyone.
     End,
+    /// This participant can now open `peer`'s frames (the E2EE group's keys
+    /// cover it): send a keyframe of each of `peer`'s videos it receives,
+    /// rather than let it wait for the next one. Frames that came before the
+    /// keys were dropped, and a decoder cannot start on a delta frame. Subject
+    /// to the same per-receiver throttle as RTCP keyframe requests.
+    Keyframe {
+        /// Whose videos.
+        peer: ParticipantId,
+    },
 }
 
 impl ClientMsg {
@@ -146,6 +155,7 @@ impl ClientMsg {
         "mute",
         "update_room",
         "end",
+        "keyframe",
     ];
 }
 

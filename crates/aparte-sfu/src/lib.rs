@@ -545,6 +545,7 @@ impl Sfu {
             ClientMsg::Leave => {
                 self.doomed.push((from, None));
             }
+            ClientMsg::Keyframe { peer } => self.keyframe_wish(now, from, peer),
             ClientMsg::MlsKeyPackage { data } => {
                 if self.spend(now, from, Spend::App, data.len()) {
                     self.with_ds(from, |ds| ds.key_package(from, data));

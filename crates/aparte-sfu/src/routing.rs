@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use aparte_proto::{ErrorCode, ParticipantId, ServerMsg};
-use str0m::media::KeyframeRequestKind;
+use aparte_proto::{ErrorCode, ParticipantId, ServerMsg, TrackSource};
+use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 
 use crate::{Output, RESEND_AGE, RESEND_BUFFER_VIDEO, RESEND_RATIO_CAP, Sfu, TapEvent};
@@ -43,6 +43,37 @@ impl Sfu {
                     });
                 }
             }
+        }
+    }
+
+    /// `from` asks for keyframes of `peer`'s videos (its keys for them just
+    /// became usable): passed on as RTCP keyframe requests from `from` would
+    /// be, under the same per-receiver throttle. Tracks it does not receive
+    /// (yet), and peers of other rooms, are ignored: the m-line's opening
+    /// asks for a keyframe anyway.
+    pub(crate) fn keyframe_wish(&mut self, now: Instant, from: ParticipantId, peer: ParticipantId) {
+        let interval = self.config.receiver_keyframe_interval;
+        let Some(p) = self.participants.get_mut(&from) else {
+            return;
+        };
+        let wanted: Vec<(Mid, TrackSource)> = p
+            .outgoing
+            .iter()
+            .filter(|t| t.key.0 == peer && !t.key.1.is_audio())
+            .filter_map(|t| Some((t.open_mid()?, t.key.1)))
+            .collect();
+        let mut due = Vec::new();
+        for (mid, source) in wanted {
+            let last = p.keyframes_asked.get(&mid).copied();
+            if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+                self.stats.keyframe_requests_ignored += 1;
+                continue;
+            }
+            p.keyframes_asked.insert(mid, now);
+            due.push(source);
+        }
+        for source in due {
+            self.request_keyframe(now, peer, source, KeyframeRequestKind::Pli);
         }
     }
 

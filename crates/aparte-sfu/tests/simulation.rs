@@ -555,3 +555,53 @@ fn datagrams_from_unknown_addresses_are_routed_by_ufrag_or_dropped() {
     assert!(frames(&s, b, a, TrackSource::Mic) > frames_before + 30);
     assert!(s.report(a).all_intact() && s.report(b).all_intact());
 }
+
+/// `keyframe` (sent when a member's keys start to open a peer's frames) is
+/// an RTCP keyframe request by signaling: it reaches the publisher under the
+/// receiver's throttle, and does nothing for a peer of another room or one
+/// that does not exist.
+#[test]
+fn a_keyframe_message_reaches_the_publisher_under_the_receivers_throttle() {
+    let mut s = Sim::new();
+    let r = room("room-kf-msg");
+    let other = room("room-kf-other");
+    let a = s.join(&r);
+    let b = s.join(&r);
+    let c = s.join(&other);
+    s.run(3 * SECOND);
+    let a_id = s.id(a);
+    let requests = |s: &Sim| s.report(a).keyframe_requests_received;
+    let keyframes = |s: &Sim| frames_of(s, b, a, TrackSource::Camera).1;
+    let before = requests(&s);
+    let kf_before = keyframes(&s);
+    for _ in 0..3 {
+        s.send(b, ClientMsg::Keyframe { peer: a_id });
+        s.run(Duration::from_millis(10));
+    }
+    s.run(Duration::from_millis(200));
+    assert_eq!(
+        requests(&s) - before,
+        1,
+        "one passed, two within the interval did not"
+    );
+    assert!(keyframes(&s) > kf_before, "B got a keyframe of A's camera");
+    s.run(3 * SECOND);
+    let before = requests(&s);
+    s.send(c, ClientMsg::Keyframe { peer: a_id });
+    s.send(
+        b,
+        ClientMsg::Keyframe {
+            peer: aparte_proto::ParticipantId(12345),
+        },
+    );
+    s.run(Duration::from_millis(300));
+    assert_eq!(requests(&s), before, "nothing for another room or nobody");
+    assert!(s.report(b).all_intact());
+}
+
+/// Frames and keyframes `bot` got of `peer`'s `source`.
+fn frames_of(s: &Sim, bot: usize, peer: usize, source: TrackSource) -> (u64, u64) {
+    s.report(bot)
+        .stream(s.id(peer), source)
+        .map_or((0, 0), |st| (st.frames, st.keyframes))
+}
