@@ -676,11 +676,8 @@ impl BotCore {
         self.out.push_back(BotOutput::Signal(msg));
         // A removal is committed by the remover itself, at once: the server
         // cannot keep the removed participant in the group by hiding it.
+        let ms = self.ms(self.last_now);
         if let (Some(peer), Some(s)) = (removed, self.session.as_mut()) {
-            let ms = self
-                .last_now
-                .saturating_duration_since(self.config.epoch)
-                .as_millis() as u64;
             s.remove(ms, peer.0);
             self.drain_session();
         }

@@ -71,6 +71,20 @@ fn a_and_b() -> (Session, Session) {
     (a, b)
 }
 
+/// C (3) asks to join the group of A (1) and B (2), at 10 ms: A commits,
+/// B follows, C is welcomed.
+fn add_c(a: &mut Session, b: &mut Session) -> Session {
+    let mut c = session(3);
+    let kp_c = key_package(&mut c);
+    a.join_request(10, 3, kp_c.clone());
+    b.join_request(10, 3, kp_c);
+    let commit = commit_out(a).unwrap();
+    a.commit_result(10, commit.epoch, true);
+    b.commit(10, 1, &commit.message);
+    c.welcome(10, &commit.welcome.unwrap()).unwrap();
+    c
+}
+
 fn same_group(all: &[&Session]) {
     let first = all[0];
     for s in all {
@@ -173,14 +187,7 @@ fn epochs_say_who_joined_since_the_last() {
     assert_eq!(joined_of_last_epoch(&mut a), Some(vec![2]));
     assert_eq!(joined_of_last_epoch(&mut b), Some(vec![1]));
 
-    let mut c = session(3);
-    let kp_c = key_package(&mut c);
-    a.join_request(10, 3, kp_c.clone());
-    b.join_request(10, 3, kp_c);
-    let c2 = commit_out(&mut a).unwrap();
-    a.commit_result(10, c2.epoch, true);
-    b.commit(10, 1, &c2.message);
-    c.welcome(10, &c2.welcome.unwrap()).unwrap();
+    let mut c = add_c(&mut a, &mut b);
     assert_eq!(joined_of_last_epoch(&mut a), Some(vec![3]));
     assert_eq!(joined_of_last_epoch(&mut b), Some(vec![3]));
     let mut first = joined_of_last_epoch(&mut c).unwrap();
@@ -206,14 +213,7 @@ fn epochs_say_who_joined_since_the_last() {
 fn the_remover_commits_a_removal_the_server_hides() {
     use aparte_e2ee::{FrameError, MediaKind};
     let (mut a, mut b) = a_and_b();
-    let mut c = session(3);
-    let kp_c = key_package(&mut c);
-    a.join_request(10, 3, kp_c.clone());
-    b.join_request(10, 3, kp_c);
-    let c2 = commit_out(&mut a).unwrap();
-    a.commit_result(10, c2.epoch, true);
-    b.commit(10, 1, &c2.message);
-    c.welcome(10, &c2.welcome.unwrap()).unwrap();
+    let mut c = add_c(&mut a, &mut b);
     same_group(&[&a, &b, &c]);
 
     // B (rank 1: not first to commit) removes C; no peer_left ever comes.

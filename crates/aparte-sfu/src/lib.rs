@@ -962,12 +962,10 @@ impl Sfu {
                         continue;
                     };
                     let interval = self.config.receiver_keyframe_interval;
-                    let last = p.keyframes_asked.get(&req.mid).copied();
-                    if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+                    if !p.may_ask_keyframe(req.mid, now, interval) {
                         self.stats.keyframe_requests_ignored += 1;
                         continue;
                     }
-                    p.keyframes_asked.insert(req.mid, now);
                     self.request_keyframe(now, publisher, source, req.kind);
                 }
                 _ => {}
@@ -981,7 +979,8 @@ impl Sfu {
         };
         p.rtc.disconnect();
         self.by_addr.retain(|_, v| *v != id);
-        self.by_ufrag.retain(|_, v| *v != id);
+        self.by_ufrag
+            .remove(&p.rtc.direct_api().local_ice_credentials().ufrag);
         if let Some(r) = self.rooms.get_mut(&p.room) {
             r.members.retain(|&m| m != id);
             if code == Some(ErrorCode::Removed) {

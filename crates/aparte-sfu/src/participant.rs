@@ -153,6 +153,22 @@ impl Participant {
             .find_map(|&(m, s)| (s == source).then_some(m))
     }
 
+    /// Whether a keyframe request of this receiver for the track it receives
+    /// on `mid` may pass now: one per `interval`. Counts it when it may.
+    pub fn may_ask_keyframe(
+        &mut self,
+        mid: Mid,
+        now: Instant,
+        interval: std::time::Duration,
+    ) -> bool {
+        let last = self.keyframes_asked.get(&mid).copied();
+        if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+            return false;
+        }
+        self.keyframes_asked.insert(mid, now);
+        true
+    }
+
     /// The outgoing track on `mid`, whatever its state.
     pub fn outgoing_on(&self, mid: Mid) -> Option<&OutTrack> {
         self.outgoing.iter().find(|t| t.mid() == Some(mid))

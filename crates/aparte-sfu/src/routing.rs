@@ -64,13 +64,11 @@ impl Sfu {
             .collect();
         let mut due = Vec::new();
         for (mid, source) in wanted {
-            let last = p.keyframes_asked.get(&mid).copied();
-            if last.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+            if p.may_ask_keyframe(mid, now, interval) {
+                due.push(source);
+            } else {
                 self.stats.keyframe_requests_ignored += 1;
-                continue;
             }
-            p.keyframes_asked.insert(mid, now);
-            due.push(source);
         }
         for source in due {
             self.request_keyframe(now, peer, source, KeyframeRequestKind::Pli);

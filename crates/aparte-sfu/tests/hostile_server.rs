@@ -31,6 +31,15 @@ fn stream(s: &Sim, bot: usize, peer: usize, source: TrackSource) -> StreamReport
         .unwrap_or_else(|| panic!("bot {bot} has no {source:?} stream of bot {peer}"))
 }
 
+/// The bot's E2EE layer refused something for `why`.
+fn assert_refused(rep: &aparte_bot::BotReport, why: &str) {
+    assert!(
+        rep.e2ee.refusals.iter().any(|r| r.contains(why)),
+        "no refusal for {why:?}: {:?}",
+        rep.e2ee.refusals
+    );
+}
+
 /// Frames `bot` opened of `peer`'s microphone and camera.
 fn opened(s: &Sim, bot: usize, peer: usize) -> u64 {
     [TrackSource::Mic, TrackSource::Camera]
@@ -103,14 +112,7 @@ fn a_group_the_server_made_without_the_link_is_refused() {
     assert!(rep.connected, "B's media connection is up");
     assert_eq!(rep.e2ee.epoch, None, "B joined no group");
     assert_eq!(rep.e2ee.security_code, None, "no code to match anyone's");
-    assert!(
-        rep.e2ee
-            .refusals
-            .iter()
-            .any(|r| r.contains("not bound to the meeting link")),
-        "{:?}",
-        rep.e2ee.refusals
-    );
+    assert_refused(&rep, "not bound to the meeting link");
     assert!(
         rep.e2ee.frames_not_sent > 100,
         "B sends nothing it cannot seal"
@@ -175,14 +177,7 @@ fn a_welcome_into_another_rooms_group_is_refused() {
 
     let rep = s.report(b);
     assert_eq!(rep.e2ee.epoch, None, "B joined no group");
-    assert!(
-        rep.e2ee
-            .refusals
-            .iter()
-            .any(|r| r.contains("group of another meeting")),
-        "{:?}",
-        rep.e2ee.refusals
-    );
+    assert_refused(&rep, "group of another meeting");
     assert_eq!(opened(&s, b, a1), 0);
     assert!(rep.e2ee.frames_not_sent > 50);
 }
