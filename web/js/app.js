@@ -109,7 +109,10 @@ class Meeting {
     this.inGroup = false;
     this.decrypt = {};
     this.local = new LocalMedia((source, track) => this.#localTrack(source, track));
-    this.view = new RoomView($('grid'));
+    this.view = new RoomView($('grid'), () => this.#layoutChanged());
+    /** The last `view` message sent (JSON), and the timer that batches changes. */
+    this.lastView = '';
+    this.viewTimer = 0;
     this.me = null;
     this.signaling = null;
     this.session = null;
@@ -514,6 +517,8 @@ class Meeting {
         break;
       case 'welcome':
         this.me = msg.you;
+        this.lastView = '';
+        this.#layoutChanged();
         this.passcodeNeeded = false;
         if (this.waiting) {
           this.waiting = false;
@@ -568,6 +573,10 @@ class Meeting {
       case 'mls_create_group':
         this.worker.postMessage({ op: 'signal', text: JSON.stringify(msg) });
         break;
+      case 'layers':
+        // Encode only the camera layers someone receives.
+        this.offers = this.offers.then(() => this.session?.setLayers(msg.source, msg.active));
+        break;
       case 'offer':
         // Offers are answered one at a time, in order.
         this.offers = this.offers
@@ -585,6 +594,22 @@ class Meeting {
       default:
         break;
     }
+  }
+
+  /** Tiles moved, resized, appeared or left the screen: tell the server (at
+   * most every 200 ms, and only what changed) so it sends each video at the
+   * layer its tile needs and pauses those nobody sees. */
+  #layoutChanged() {
+    if (this.viewTimer) return;
+    this.viewTimer = setTimeout(() => {
+      this.viewTimer = 0;
+      if (this.me === null || !this.signaling) return;
+      const tiles = this.view.tileViews();
+      const text = JSON.stringify(tiles);
+      if (text === this.lastView) return;
+      this.lastView = text;
+      this.signaling.send({ type: 'view', tiles });
+    }, 200);
   }
 
   #serverError(code) {
@@ -724,6 +749,7 @@ class Meeting {
       peers: [...this.view.people.keys()].filter((k) => k !== 'local'),
       connection: this.session?.pc.connectionState ?? 'closed',
       stats: () => this.session?.inboundStats() ?? Promise.resolve([]),
+      pc: () => this.session?.pc ?? null,
       e2ee: {
         inGroup: this.inGroup,
         roster: [...this.roster],

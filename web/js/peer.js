@@ -10,6 +10,18 @@
 
 export const SOURCES = ['mic', 'camera', 'screen', 'screen_audio'];
 
+/**
+ * The camera's simulcast layers, by the rids the server asks for (lowest
+ * first): quarter, half and full size. The server forwards one to each
+ * receiver, as its tile and downlink allow, and tells this page which ones
+ * someone receives (`layers`); the others are not encoded.
+ */
+const CAMERA_LAYERS = [
+  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
 export class PeerSession {
   /**
    * @param {{
@@ -34,6 +46,9 @@ export class PeerSession {
     this.senders = new Map();
     /** source → the track to publish (or null), applied when its sender exists. */
     this.local = new Map();
+    /** Whether the camera's layers were configured, and which are wanted. */
+    this.layersSet = false;
+    this.active = null;
     this.pc.ontrack = (ev) => {
       const info = this.remote.get(ev.transceiver.mid);
       if (!info) return;
@@ -50,7 +65,38 @@ export class PeerSession {
     for (const source of SOURCES) this.#publishOn(source, offer.publish[source]);
     await this.pc.setLocalDescription(await this.pc.createAnswer());
     for (const [source, sender] of this.senders) await sender.replaceTrack(this.local.get(source) ?? null);
+    if (!this.layersSet) {
+      this.layersSet = true;
+      await this.setLayers('camera', this.active ?? [true, true, true]);
+    }
     return this.pc.localDescription.sdp;
+  }
+
+  /**
+   * Sets which of a simulcast source's layers are encoded (`active`, lowest
+   * first, as the server's `layers` message says), with each layer's size
+   * and rate. A browser that declined simulcast has one encoding: left as is.
+   */
+  async setLayers(source, active) {
+    if (source !== 'camera') return;
+    this.active = active;
+    const sender = this.senders.get(source);
+    if (!sender) return;
+    const params = sender.getParameters();
+    const encodings = params.encodings ?? [];
+    if (encodings.length < 2) return;
+    for (const e of encodings) {
+      const i = CAMERA_LAYERS.findIndex((l) => l.rid === e.rid);
+      if (i < 0) continue;
+      e.scaleResolutionDownBy = CAMERA_LAYERS[i].scaleResolutionDownBy;
+      e.maxBitrate = CAMERA_LAYERS[i].maxBitrate;
+      e.active = active[i] ?? true;
+    }
+    try {
+      await sender.setParameters(params);
+    } catch (e) {
+      console.warn('layers not set', e);
+    }
   }
 
   #publishOn(source, mid) {
@@ -97,6 +143,12 @@ export class PeerSession {
         framesDecoded: s.framesDecoded ?? 0,
         totalSamplesReceived: s.totalSamplesReceived ?? 0,
         frameWidth: s.frameWidth ?? 0,
+        frameHeight: s.frameHeight ?? 0,
+        nackCount: s.nackCount ?? 0,
+        retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? 0,
+        freezeCount: s.freezeCount ?? 0,
+        totalFreezesDuration: s.totalFreezesDuration ?? 0,
+        packetsLost: s.packetsLost ?? 0,
       });
     }
     return out;

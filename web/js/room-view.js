@@ -7,11 +7,51 @@ import { icon } from './icons.js';
 const LOCAL = 'local';
 
 export class RoomView {
-  /** @param {HTMLElement} grid */
-  constructor(grid) {
+  /**
+   * @param {HTMLElement} grid
+   * @param {() => void} [onLayout] called when a remote video's tile changes
+   *   size, appears, disappears or leaves the screen (see `tileViews`).
+   */
+  constructor(grid, onLayout = () => {}) {
     this.grid = grid;
+    this.onLayout = onLayout;
     /** peer id (or 'local') → {name, mic, camera, screen} */
     this.people = new Map();
+    /** Tiles on screen (intersecting the viewport), from the observer. */
+    this.onScreen = new WeakSet();
+    this.resizes = new ResizeObserver(() => this.onLayout());
+    this.visibility = new IntersectionObserver((entries) => {
+      for (const e of entries) {
+        if (e.isIntersecting) this.onScreen.add(e.target);
+        else this.onScreen.delete(e.target);
+      }
+      this.onLayout();
+    });
+    document.addEventListener('visibilitychange', () => this.onLayout());
+  }
+
+  /**
+   * How each remote video is shown, for the server to send the layer it
+   * needs: its tile's size in device pixels, or 0 × 0 when nobody can see it
+   * (off screen, video hidden, or the page in the background).
+   * @returns {{peer: number, source: string, width: number, height: number}[]}
+   */
+  tileViews() {
+    const out = [];
+    const scale = window.devicePixelRatio || 1;
+    for (const tile of this.grid.querySelectorAll('.tile')) {
+      if (tile.dataset.peer === LOCAL) continue;
+      const video = tile.querySelector('video');
+      const seen = !document.hidden && this.onScreen.has(tile) && !video.hidden;
+      const box = video.getBoundingClientRect();
+      out.push({
+        peer: Number(tile.dataset.peer),
+        source: tile.dataset.kind,
+        width: seen ? Math.min(65535, Math.round(box.width * scale)) : 0,
+        height: seen ? Math.min(65535, Math.round(box.height * scale)) : 0,
+      });
+    }
+    return out;
   }
 
   clear() {
@@ -114,6 +154,8 @@ export class RoomView {
     label.className = 'label';
     tile.append(video, avatar, label);
     this.grid.append(tile);
+    this.resizes.observe(tile);
+    this.visibility.observe(tile);
     this.#layout();
     return tile;
   }
@@ -179,7 +221,10 @@ export class RoomView {
         outside?.remove();
       }
       const showVideo = p.camera && !!camTile.querySelector('video').srcObject;
-      camTile.querySelector('video').hidden = !showVideo;
+      if (camTile.querySelector('video').hidden !== !showVideo) {
+        camTile.querySelector('video').hidden = !showVideo;
+        this.onLayout();
+      }
       const avatar = camTile.querySelector('.avatar');
       avatar.hidden = showVideo;
       avatar.textContent = initials(name);
@@ -198,6 +243,7 @@ export class RoomView {
     const n = this.grid.children.length;
     const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
     this.grid.style.setProperty('--cols', String(cols));
+    this.onLayout();
   }
 }
 

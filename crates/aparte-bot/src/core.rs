@@ -14,7 +14,7 @@ use aparte_proto::{
 };
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::{CryptoProvider, from_feature_flags};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaTime, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaTime, Mid, Rid, Rids};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -161,13 +161,37 @@ struct Publisher {
     source: TrackSource,
     mid: Mid,
     interval: Duration,
-    frame_bytes: usize,
     clock_rate: u64,
     seq: u32,
     next: Instant,
     last_keyframe: Option<Instant>,
-    keyframe_wanted: bool,
+    /// The streams it sends: one, or a simulcast camera's layers (lowest
+    /// first). Each frame is captured once and encoded once per layer.
+    layers: Vec<SendLayer>,
 }
+
+/// One stream of a published source.
+#[derive(Debug)]
+struct SendLayer {
+    /// Its rid, when the server asked for simulcast.
+    rid: Option<Rid>,
+    frame_bytes: usize,
+    /// The size its keyframes announce.
+    size: (u16, u16),
+    /// Whether it is sent (the server stops layers nobody receives).
+    on: bool,
+    keyframe_wanted: bool,
+    /// Frames sent on it.
+    sent: u64,
+    /// Added to its RTP timestamps: each stream has its own clock offset,
+    /// as a browser's simulcast layers do.
+    time_offset: u64,
+}
+
+/// Sizes and shares of the top layer's rate of a simulcast camera's layers,
+/// lowest first, as a browser sends them (quarter, half and full size).
+const SIMULCAST_LAYERS: [((u16, u16), usize); 3] =
+    [((320, 180), 10), ((640, 360), 33), ((1280, 720), 100)];
 
 /// One participant, without IO.
 pub struct BotCore {
@@ -182,6 +206,8 @@ pub struct BotCore {
     streams: HashMap<(ParticipantId, TrackSource), StreamReport>,
     unexpected_frames: u64,
     keyframe_requests: u64,
+    /// `layers` messages the server sent.
+    layers_told: u64,
     datagrams_in: u64,
     connected_us: Option<u64>,
     /// The latest time a caller gave us (sans-IO: we never read the clock).
@@ -232,6 +258,7 @@ impl BotCore {
             streams: HashMap::new(),
             unexpected_frames: 0,
             keyframe_requests: 0,
+            layers_told: 0,
             datagrams_in: 0,
             connected_us: None,
             last_now: now,
@@ -302,6 +329,13 @@ impl BotCore {
             sent_frames: self.publishers.iter().map(|p| u64::from(p.seq)).sum(),
             connected: self.connected,
             keyframe_requests_received: self.keyframe_requests,
+            layers_told: self.layers_told,
+            camera_layers_sent: self
+                .publishers
+                .iter()
+                .filter(|p| p.source == TrackSource::Camera)
+                .flat_map(|p| p.layers.iter().map(|l| l.sent))
+                .collect(),
             datagrams_in: self.datagrams_in,
             connected_us: self.connected_us,
             control: self.control.clone(),
@@ -468,6 +502,7 @@ impl BotCore {
                     .push_back(BotOutput::Signal(ClientMsg::Answer { sdp: answer }));
             }
             ServerMsg::Relay { .. } => {}
+            ServerMsg::Layers { source, active } => self.set_layers(source, &active),
             ServerMsg::Error { code, message } => {
                 self.control.errors.push(code);
                 if !Self::survives(code) && !self.config.stubborn {
@@ -774,16 +809,47 @@ impl BotCore {
         let c = &self.config;
         if let (Some(mid), true) = (publish.camera, c.video_bps > 0 && c.fps > 0) {
             let fps = c.fps;
+            let top = (c.video_bps / 8 / fps) as usize;
+            // The rids the answer agreed to send, when the server asked for
+            // simulcast: a layer for each, in the server's order.
+            let rids: Vec<Rid> = match self.rtc.media(mid).map(|m| m.rids_tx()) {
+                Some(Rids::Specific(rids)) => rids.clone(),
+                _ => Vec::new(),
+            };
+            let layers = if rids.is_empty() {
+                vec![SendLayer {
+                    rid: None,
+                    frame_bytes: top,
+                    size: SIMULCAST_LAYERS[2].0,
+                    on: true,
+                    keyframe_wanted: true,
+                    sent: 0,
+                    time_offset: 0,
+                }]
+            } else {
+                rids.iter()
+                    .zip(SIMULCAST_LAYERS)
+                    .enumerate()
+                    .map(|(i, (&rid, (size, share)))| SendLayer {
+                        rid: Some(rid),
+                        frame_bytes: top * share / 100,
+                        size,
+                        on: true,
+                        keyframe_wanted: true,
+                        sent: 0,
+                        time_offset: (i as u64 + 1) * 0x5432_1000,
+                    })
+                    .collect()
+            };
             self.publishers.push(Publisher {
                 source: TrackSource::Camera,
                 mid,
                 interval: Duration::from_secs(1) / fps,
-                frame_bytes: (c.video_bps / 8 / fps) as usize,
                 clock_rate: 90_000,
                 seq: 0,
                 next: now,
                 last_keyframe: None,
-                keyframe_wanted: true,
+                layers,
             });
         }
         if let (Some(mid), true) = (publish.mic, c.audio) {
@@ -791,12 +857,19 @@ impl BotCore {
                 source: TrackSource::Mic,
                 mid,
                 interval: Duration::from_millis(20),
-                frame_bytes: c.audio_frame_bytes,
                 clock_rate: 48_000,
                 seq: 0,
                 next: now,
                 last_keyframe: None,
-                keyframe_wanted: false,
+                layers: vec![SendLayer {
+                    rid: None,
+                    frame_bytes: c.audio_frame_bytes,
+                    size: (0, 0),
+                    on: true,
+                    keyframe_wanted: false,
+                    sent: 0,
+                    time_offset: 0,
+                }],
             });
         }
     }
@@ -808,51 +881,56 @@ impl BotCore {
         for p in &mut self.publishers {
             while p.next <= now {
                 let video = !p.source.is_audio();
-                let keyframe = video
-                    && (p.keyframe_wanted
-                        || p.last_keyframe
-                            .is_none_or(|k| now.saturating_duration_since(k) >= keyframe_interval));
-                if keyframe {
+                let periodic = video
+                    && p.last_keyframe
+                        .is_none_or(|k| now.saturating_duration_since(k) >= keyframe_interval);
+                if periodic {
                     p.last_keyframe = Some(now);
-                    p.keyframe_wanted = false;
                 }
-                let info = FrameInfo {
-                    keyframe,
-                    publisher: me,
-                    source: p.source,
-                    seq: p.seq,
-                    sent_us: now.saturating_duration_since(epoch).as_micros() as u64,
-                };
-                payload::encode(&info, p.frame_bytes, &mut self.buf);
-                let kind = if video {
-                    MediaKind::Video
-                } else {
-                    MediaKind::Audio
-                };
-                // Fail closed: a frame that cannot be sealed is not sent.
-                let sealed = match media_keys(&mut self.session, &mut self.fixed_media)
-                    .map(|keys| keys.seal(kind, &self.buf))
-                {
-                    Some(Ok(sealed)) => sealed,
-                    _ => {
-                        self.e2ee.frames_not_sent += 1;
-                        p.seq = p.seq.wrapping_add(1);
-                        p.next += p.interval;
-                        continue;
-                    }
-                };
                 let rtp_time =
                     u64::from(p.seq) * p.clock_rate * p.interval.as_micros() as u64 / 1_000_000;
-                let freq = if video {
-                    str0m::media::Frequency::NINETY_KHZ
+                let (kind, freq) = if video {
+                    (MediaKind::Video, str0m::media::Frequency::NINETY_KHZ)
                 } else {
-                    str0m::media::Frequency::FORTY_EIGHT_KHZ
+                    (MediaKind::Audio, str0m::media::Frequency::FORTY_EIGHT_KHZ)
                 };
-                if let Some(writer) = self.rtc.writer(p.mid) {
-                    let pt = writer.payload_params().next().map(|pp| pp.pt());
-                    if let Some(pt) = pt {
-                        let data: Arc<[u8]> = sealed.into();
-                        let _ = writer.write(pt, now, MediaTime::new(rtp_time, freq), data);
+                for (index, layer) in p.layers.iter_mut().enumerate().filter(|(_, l)| l.on) {
+                    let keyframe = video && (periodic || layer.keyframe_wanted);
+                    if keyframe {
+                        layer.keyframe_wanted = false;
+                    }
+                    let info = FrameInfo {
+                        keyframe,
+                        publisher: me,
+                        source: p.source,
+                        seq: p.seq,
+                        sent_us: now.saturating_duration_since(epoch).as_micros() as u64,
+                        size: if keyframe { layer.size } else { (0, 0) },
+                        layer: index as u8,
+                    };
+                    payload::encode(&info, layer.frame_bytes, &mut self.buf);
+                    // Fail closed: a frame that cannot be sealed is not sent.
+                    let sealed = match media_keys(&mut self.session, &mut self.fixed_media)
+                        .map(|keys| keys.seal(kind, &self.buf))
+                    {
+                        Some(Ok(sealed)) => sealed,
+                        _ => {
+                            self.e2ee.frames_not_sent += 1;
+                            continue;
+                        }
+                    };
+                    if let Some(writer) = self.rtc.writer(p.mid) {
+                        let pt = writer.payload_params().next().map(|pp| pp.pt());
+                        let writer = match layer.rid {
+                            Some(rid) => writer.rid(rid),
+                            None => writer,
+                        };
+                        if let Some(pt) = pt {
+                            let data: Arc<[u8]> = sealed.into();
+                            let time = (rtp_time + layer.time_offset) & 0xffff_ffff;
+                            let _ = writer.write(pt, now, MediaTime::new(time, freq), data);
+                            layer.sent += 1;
+                        }
                     }
                 }
                 p.seq = p.seq.wrapping_add(1);
@@ -863,6 +941,21 @@ impl BotCore {
                 }
             }
         }
+    }
+
+    /// The server says which layers of `source` someone receives: the others
+    /// stop; one that starts again starts with a keyframe.
+    fn set_layers(&mut self, source: TrackSource, active: &[bool]) {
+        let Some(p) = self.publishers.iter_mut().find(|p| p.source == source) else {
+            return;
+        };
+        for (layer, &on) in p.layers.iter_mut().zip(active) {
+            if on && !layer.on {
+                layer.keyframe_wanted = true;
+            }
+            layer.on = on;
+        }
+        self.layers_told += 1;
     }
 
     fn drain(&mut self, now: Instant) -> Result<(), BotError> {
@@ -889,7 +982,9 @@ impl BotCore {
                     Event::MediaData(d) => self.receive(now, &d),
                     Event::KeyframeRequest(r) => {
                         if let Some(p) = self.publishers.iter_mut().find(|p| p.mid == r.mid) {
-                            p.keyframe_wanted = true;
+                            for layer in p.layers.iter_mut().filter(|l| l.rid == r.rid) {
+                                layer.keyframe_wanted = true;
+                            }
                             self.keyframe_requests += 1;
                         }
                     }
@@ -916,6 +1011,14 @@ impl BotCore {
             MediaKind::Video
         };
         let ms = now_us / 1000;
+        if !d.contiguous {
+            s.discontinuities += 1;
+        }
+        let time = d.time.numer();
+        if s.last_time.is_some_and(|t| time <= t && !source.is_audio()) {
+            s.time_backwards += 1;
+        }
+        s.last_time = Some(time);
         let opened = media_keys(&mut self.session, &mut self.fixed_media)
             .map(|keys| keys.open(ms, kind, peer.0, &d.data));
         let plain = match opened {

@@ -40,6 +40,13 @@ pub struct FrameInfo {
     pub seq: u32,
     /// When it was made, in µs since the bots' shared epoch.
     pub sent_us: u64,
+    /// A keyframe's width and height, written where a VP8 keyframe's
+    /// payload header has them (in clear, as the SFU reads them); 0 × 0 on
+    /// other frames.
+    pub size: (u16, u16),
+    /// Which layer of a simulcast source it was sent on (0 otherwise), in
+    /// the high four bits of the source byte.
+    pub layer: u8,
 }
 
 /// Why a received frame is not one a bot made intact.
@@ -82,11 +89,18 @@ fn fnv1a(data: &[u8]) -> u32 {
 pub fn encode(info: &FrameInfo, len: usize, out: &mut Vec<u8>) {
     let len = len.max(MIN_LEN);
     out.clear();
-    out.push(if info.keyframe { 0x00 } else { 0x01 });
-    out.extend_from_slice(&[0; CODEC_LEN - 1]);
+    if info.keyframe {
+        // A VP8 keyframe's payload header: frame tag, start code, size.
+        out.extend_from_slice(&[0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a]);
+        out.extend_from_slice(&info.size.0.to_le_bytes());
+        out.extend_from_slice(&info.size.1.to_le_bytes());
+    } else {
+        out.push(0x01);
+        out.extend_from_slice(&[0; CODEC_LEN - 1]);
+    }
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&info.publisher.0.to_be_bytes());
-    out.push(source_byte(info.source));
+    out.push(source_byte(info.source) | info.layer << 4);
     out.extend_from_slice(&info.seq.to_be_bytes());
     out.extend_from_slice(&info.sent_us.to_be_bytes());
     out.extend_from_slice(&(len as u32).to_be_bytes());
@@ -122,15 +136,25 @@ pub fn decode(data: &[u8]) -> Result<FrameInfo, FrameError> {
     if fnv1a(&data[..body]) != be32(body) {
         return Err(FrameError::Checksum);
     }
-    let source = match data[AT + 12] {
+    let layer = data[AT + 12] >> 4;
+    let source = match data[AT + 12] & 0x0f {
         0 => TrackSource::Mic,
         1 => TrackSource::Camera,
         2 => TrackSource::Screen,
         3 => TrackSource::ScreenAudio,
         _ => return Err(FrameError::Source),
     };
+    let keyframe = data[0] & 1 == 0;
+    let le16 = |at: usize| u16::from_le_bytes([data[at], data[at + 1]]) & 0x3fff;
+    let size = if keyframe && data[3..6] == [0x9d, 0x01, 0x2a] {
+        (le16(6), le16(8))
+    } else {
+        (0, 0)
+    };
     Ok(FrameInfo {
-        keyframe: data[0] & 1 == 0,
+        layer,
+        size,
+        keyframe,
         publisher: ParticipantId(be64(AT + 4)),
         source,
         seq: be32(AT + 13),
@@ -150,6 +174,8 @@ mod tests {
             source: TrackSource::Camera,
             seq: 7,
             sent_us: 123_456,
+            size: (640, 360),
+            layer: 2,
         };
         let mut buf = Vec::new();
         encode(&info, 1000, &mut buf);

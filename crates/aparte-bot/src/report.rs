@@ -6,6 +6,8 @@ use crate::payload::FrameInfo;
 
 /// Latency samples kept per stream, at most.
 const MAX_LATENCY_SAMPLES: usize = 100_000;
+/// Most width changes a stream report keeps.
+const MAX_WIDTH_CHANGES: usize = 1000;
 
 /// What one bot received.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -22,6 +24,11 @@ pub struct BotReport {
     pub connected: bool,
     /// Keyframe requests that reached this bot's published video.
     pub keyframe_requests_received: u64,
+    /// `layers` messages received (the server changed which camera layers
+    /// it wants).
+    pub layers_told: u64,
+    /// Frames sent on each layer of the camera (one entry without simulcast).
+    pub camera_layers_sent: Vec<u64>,
     /// UDP datagrams received from the server (media, RTCP, STUN, DTLS).
     pub datagrams_in: u64,
     /// When ICE and DTLS completed, µs on the bots' shared clock.
@@ -153,6 +160,24 @@ pub struct StreamReport {
     pub latency_us: Vec<u32>,
     /// When the first intact frame arrived, µs on the bots' shared clock.
     pub first_us: Option<u64>,
+    /// Frames that came after a gap in RTP sequence numbers (str0m's
+    /// depacketizer says they are not contiguous).
+    pub discontinuities: u64,
+    /// Video frames whose RTP timestamp was not after the previous one's.
+    pub time_backwards: u64,
+    /// The last frame's RTP timestamp.
+    pub last_time: Option<u64>,
+    /// The layer of the last frame (simulcast).
+    pub layer: Option<u8>,
+    /// Frames that began a run of another layer than the frame before and
+    /// were not keyframes: a switch the receiver could not decode from.
+    pub switches_off_keyframe: u64,
+    /// Width of the last keyframe (of a simulcast camera: which layer).
+    pub width: u16,
+    /// Each width the stream changed to, in order (bounded).
+    pub widths: Vec<u16>,
+    /// The frame counts at which those changes happened.
+    pub width_changed_at: Vec<u64>,
 }
 
 impl StreamReport {
@@ -175,11 +200,22 @@ impl StreamReport {
             behind: 0,
             latency_us: Vec::new(),
             first_us: None,
+            discontinuities: 0,
+            time_backwards: 0,
+            last_time: None,
+            layer: None,
+            switches_off_keyframe: 0,
+            width: 0,
+            widths: Vec::new(),
+            width_changed_at: Vec::new(),
         }
     }
 
     pub(crate) fn record(&mut self, info: &FrameInfo, len: usize, now_us: u64) {
         match self.last_seq {
+            // A keyframe of another layer may repeat the capture the
+            // receiver just got from the layer it leaves.
+            Some(last) if info.seq == last && info.keyframe && info.size.0 != self.width => {}
             Some(last) if info.seq <= last => {
                 self.out_of_order += 1;
                 return;
@@ -188,11 +224,24 @@ impl StreamReport {
             None => self.first_seq = Some(info.seq),
         }
         self.last_seq = Some(info.seq);
+        if self.layer != Some(info.layer) {
+            if !info.keyframe {
+                self.switches_off_keyframe += 1;
+            }
+            self.layer = Some(info.layer);
+        }
         self.first_us.get_or_insert(now_us);
         self.frames += 1;
         self.bytes += len as u64;
         if info.keyframe {
             self.keyframes += 1;
+            if info.size.0 != self.width {
+                self.width = info.size.0;
+                if self.widths.len() < MAX_WIDTH_CHANGES {
+                    self.widths.push(info.size.0);
+                    self.width_changed_at.push(self.frames);
+                }
+            }
         }
         if self.latency_us.len() < MAX_LATENCY_SAMPLES {
             let l = now_us.saturating_sub(info.sent_us);

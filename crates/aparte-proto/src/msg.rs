@@ -136,6 +136,33 @@ pub enum ClientMsg {
         /// Whose videos.
         peer: ParticipantId,
     },
+    /// How this participant shows the videos it receives, so the server sends
+    /// each at the layer its tile needs and none for tiles nobody sees. Sent
+    /// whenever the layout changes. A video not listed is taken as shown at
+    /// full size.
+    View {
+        /// At most [`crate::MAX_PARTICIPANTS_PER_ROOM`] × the sources a
+        /// participant publishes.
+        tiles: Vec<TileView>,
+        /// The participant this page shows as the active speaker (its video
+        /// comes before the others but after screen shares).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        speaker: Option<ParticipantId>,
+    },
+}
+
+/// How one received video is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TileView {
+    /// Whose video.
+    pub peer: ParticipantId,
+    /// Which of its videos.
+    pub source: TrackSource,
+    /// Width and height in device pixels; 0 × 0 when the tile is not on
+    /// screen (its video is paused).
+    pub width: u16,
+    /// See `width`.
+    pub height: u16,
 }
 
 impl ClientMsg {
@@ -156,6 +183,7 @@ impl ClientMsg {
         "update_room",
         "end",
         "keyframe",
+        "view",
     ];
 }
 
@@ -328,6 +356,15 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peer: Option<ParticipantId>,
     },
+    /// Which layers of its simulcast `source` this publisher should encode,
+    /// lowest first: the others reach nobody. The lowest stays on while the
+    /// source is published, so a new receiver can start at once.
+    Layers {
+        /// The published source.
+        source: TrackSource,
+        /// One flag per layer the server asked for (`l`, `m`, `h`).
+        active: Vec<bool>,
+    },
     /// A request was refused or something went wrong. Fatal errors are followed
     /// by the server closing the connection.
     Error {
@@ -462,6 +499,14 @@ pub fn parse_client_msg(text: &str) -> Result<ClientMsg, ParseError> {
                 "MLS data is not base64",
             ))
         }
+        ClientMsg::View { tiles, .. }
+            if tiles.len() > crate::MAX_PARTICIPANTS_PER_ROOM * TrackSource::ALL.len() =>
+        {
+            Err(ParseError::new(
+                ErrorCode::TooLarge,
+                "more tiles than a room has tracks",
+            ))
+        }
         ClientMsg::MlsCommit { added, .. } if added.len() > crate::MAX_PARTICIPANTS_PER_ROOM => {
             Err(ParseError::new(
                 ErrorCode::TooLarge,
@@ -520,6 +565,7 @@ pub fn parse_server_msg(text: &str) -> Result<ServerMsg, ParseError> {
         "moderator_key",
         "room_updated",
         "mute_requested",
+        "layers",
         "error",
     ];
     parse_enveloped(text, TYPES)

@@ -9,11 +9,12 @@
 //! must keep counting when the publisher's stream is replaced (a new SSRC on
 //! the same m-line after the publisher renegotiates).
 //!
-//! A receiver's video stream starts on a frame boundary: the first packet it
-//! gets is the one right after a packet with the marker bit (the last packet
-//! of a frame). Starting in the middle of a frame would leave the receiver a
-//! frame without its first packets, which a jitter buffer holds until it
-//! gives up on the missing ones (str0m waits up to 2 s).
+//! A receiver's video stream starts at the first packet of a keyframe (see
+//! `simulcast.rs`): starting in the middle of a frame would leave the
+//! receiver a frame without its first packets, which a jitter buffer holds
+//! until it gives up on them, and a delta frame cannot be decoded without the
+//! frames before it. The same rule makes a layer switch safe, and the same
+//! map keeps sequence numbers continuous across it (a layer is another SSRC).
 
 use str0m::rtp::Ssrc;
 
@@ -60,26 +61,6 @@ impl SeqMap {
     }
 }
 
-/// Finds where frames start in one published video stream, from the RTP
-/// marker bit alone (the payload is end-to-end encrypted and never read).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct FrameStarts {
-    /// Extended sequence number of the newest packet that ended a frame.
-    last_end: Option<u64>,
-}
-
-impl FrameStarts {
-    /// Notes packet `seq` (with its marker bit) and says whether it is the
-    /// first packet of a frame: the packet right before it ended one.
-    pub fn packet(&mut self, seq: u64, marker: bool) -> bool {
-        let starts = self.last_end.is_some_and(|end| end + 1 == seq);
-        if marker && self.last_end.is_none_or(|end| seq > end) {
-            self.last_end = Some(seq);
-        }
-        starts
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,24 +87,6 @@ mod tests {
         assert_eq!(m.map(a, 1000), Some(1000));
         assert_eq!(m.map(a, 999), None);
         assert_eq!(m.map(a, 1001), Some(1001));
-    }
-
-    #[test]
-    fn frames_start_after_a_marker() {
-        let mut f = FrameStarts::default();
-        // Joined mid-frame: nothing known yet.
-        assert!(!f.packet(10, false));
-        assert!(!f.packet(11, true));
-        assert!(f.packet(12, false));
-        assert!(!f.packet(13, false));
-        assert!(!f.packet(14, true));
-        // A late resend of an older frame's end changes nothing.
-        assert!(!f.packet(9, true));
-        assert!(f.packet(15, true));
-        assert!(f.packet(16, false));
-        // The packet after a marker was lost: wait for the next frame.
-        assert!(!f.packet(18, true));
-        assert!(f.packet(19, false));
     }
 
     #[test]

@@ -54,6 +54,8 @@
 
 #![forbid(unsafe_code)]
 
+mod adapt;
+mod alloc;
 mod budget;
 mod controls;
 mod ds;
@@ -61,6 +63,7 @@ mod forward;
 mod participant;
 mod policy;
 mod routing;
+mod simulcast;
 mod stun;
 
 use std::collections::{HashMap, VecDeque};
@@ -72,6 +75,7 @@ use aparte_proto::{
     ClientMsg, ErrorCode, ParticipantId, PeerInfo, Role, RoomId, ServerMsg, Token, TrackSource,
 };
 use rand::{RngCore, SeedableRng};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::crypto::{CryptoProvider, from_feature_flags};
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
@@ -82,6 +86,8 @@ use tracing::{debug, info, warn};
 use participant::{AnswerError, Participant, TrackKey};
 pub use policy::{Admission, JoinError, JoinRequest, RoomSettings, RoomUpdate, StoredRoom};
 use policy::{Gate, Policy};
+use simulcast::Layer;
+pub use simulcast::RIDS;
 
 /// How long ICE may take to connect after a participant's first offer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -244,6 +250,9 @@ pub struct SfuStats {
     pub datagrams_unmatched: u64,
     /// Keyframe requests of receivers ignored (too soon after their last).
     pub keyframe_requests_ignored: u64,
+    /// Times a receiver's video started on a layer or moved to another, at
+    /// a keyframe of that layer.
+    pub layer_switches: u64,
 }
 
 /// Which byte budget a message spends (see `budget.rs`).
@@ -289,6 +298,8 @@ pub struct Sfu {
     out: VecDeque<Output>,
     stats: SfuStats,
     tap: Option<Tap>,
+    /// When layers are next allocated (`adapt.rs`), once someone joined.
+    next_allocation: Option<Instant>,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -319,6 +330,7 @@ impl Sfu {
             out: VecDeque::new(),
             stats: SfuStats::default(),
             tap: None,
+            next_allocation: None,
         }
     }
 
@@ -414,6 +426,9 @@ impl Sfu {
             .set_extension_map(header_extensions())
             // Packets in, packets out: see `forward`.
             .set_rtp_mode(true)
+            // TWCC estimates of each receiver's downlink drive its layers
+            // (`adapt.rs`).
+            .enable_bwe(Some(Bitrate::bps(adapt::INITIAL_ESTIMATE)))
             .build(now);
         for &addr in &self.config.candidates {
             match Candidate::host(addr, "udp") {
@@ -463,6 +478,8 @@ impl Sfu {
         let state = r.policy.settings.state();
         self.by_ufrag.insert(ufrag, id);
         self.participants.insert(id, p);
+        self.next_allocation
+            .get_or_insert(now + adapt::ALLOCATION_INTERVAL);
         info!(participant = %id, role = ?role, "joined");
 
         self.out.push_back(Output::Signal {
@@ -546,6 +563,7 @@ impl Sfu {
                 self.doomed.push((from, None));
             }
             ClientMsg::Keyframe { peer } => self.keyframe_wish(now, from, peer),
+            ClientMsg::View { tiles, speaker } => self.set_view(now, from, &tiles, speaker),
             ClientMsg::MlsKeyPackage { data } => {
                 if self.spend(now, from, Spend::App, data.len()) {
                     self.with_ds(from, |ds| ds.key_package(from, data));
@@ -728,16 +746,20 @@ impl Sfu {
             let due: Vec<_> = p
                 .keyframe_later
                 .iter()
-                .filter(|(mid, _)| {
+                .filter(|(key, _)| {
                     p.last_keyframe_request
-                        .get(mid)
+                        .get(key)
                         .is_none_or(|&last| last + throttle <= now)
                 })
-                .filter_map(|(&mid, &kind)| Some((p.source_of(mid)?, kind)))
+                .filter_map(|(&(mid, layer), &kind)| Some((p.source_of(mid)?, layer, kind)))
                 .collect();
-            for (source, kind) in due {
-                self.request_keyframe(now, id, source, kind);
+            for (source, layer, kind) in due {
+                self.request_keyframe(now, id, source, layer, kind);
             }
+        }
+        if self.next_allocation.is_some_and(|t| now >= t) {
+            self.allocate_all(now);
+            self.next_allocation = Some(now + adapt::ALLOCATION_INTERVAL);
         }
         self.settle(now);
     }
@@ -758,6 +780,9 @@ impl Sfu {
         // every drain (bench/RESULTS.md, "Forwarding path: timers, track
         // lookup, unknown addresses").
         let throttle = self.config.keyframe_throttle;
+        let allocation = self
+            .next_allocation
+            .filter(|_| !self.participants.is_empty());
         self.participants
             .values()
             .flat_map(|p| {
@@ -768,6 +793,7 @@ impl Sfu {
                 ]
             })
             .flatten()
+            .chain(allocation)
             .min()
     }
 
@@ -863,19 +889,27 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&from) else {
             return;
         };
-        let opened: Vec<TrackKey> = p
+        let opened: Vec<(TrackKey, Option<Layer>)> = p
             .outgoing
             .iter()
             .filter(|t| matches!(t.state, participant::OutState::Opening(_)))
-            .map(|t| t.key)
+            .map(|t| (t.key, t.choice.target))
             .collect();
         match p.accept_answer(sdp) {
             Ok(()) => {
                 self.dirty.push(from);
                 self.renegotiate.push(from);
                 // A receiver that just got a track needs a keyframe to start.
-                for (publisher, source) in opened {
-                    self.request_keyframe(now, publisher, source, KeyframeRequestKind::Pli);
+                for ((publisher, source), layer) in opened {
+                    if let Some(layer) = layer {
+                        self.request_keyframe(
+                            now,
+                            publisher,
+                            source,
+                            layer,
+                            KeyframeRequestKind::Pli,
+                        );
+                    }
                 }
             }
             Err(AnswerError::NoPendingOffer) => {
@@ -957,8 +991,16 @@ impl Sfu {
                     self.doomed.push((id, Some(ErrorCode::ConnectionLost)));
                 }
                 Event::RtpPacket(pkt) => self.forward(id, pkt),
+                Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                    p.note_estimate(estimate.as_u64());
+                }
                 Event::KeyframeRequest(req) => {
-                    let Some((publisher, source)) = p.outgoing_on(req.mid).map(|t| t.key) else {
+                    // The receiver lost its reference: a keyframe of the layer
+                    // it gets (or waits for).
+                    let Some((publisher, source, layer)) = p.outgoing_on(req.mid).and_then(|t| {
+                        let layer = t.choice.current.or(t.choice.target)?;
+                        Some((t.key.0, t.key.1, layer))
+                    }) else {
                         continue;
                     };
                     let interval = self.config.receiver_keyframe_interval;
@@ -966,7 +1008,7 @@ impl Sfu {
                         self.stats.keyframe_requests_ignored += 1;
                         continue;
                     }
-                    self.request_keyframe(now, publisher, source, req.kind);
+                    self.request_keyframe(now, publisher, source, layer, req.kind);
                 }
                 _ => {}
             }

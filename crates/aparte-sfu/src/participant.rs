@@ -7,10 +7,12 @@ use std::time::Instant;
 use aparte_proto::{ParticipantId, PublishSlots, RemoteTrack, RoomId, ServerMsg, TrackSource};
 use str0m::Rtc;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Simulcast, SimulcastLayer};
 
+use crate::alloc::{Hysteresis, Shown};
 use crate::budget::Budget;
-use crate::forward::{FrameStarts, SeqMap};
+use crate::forward::SeqMap;
+use crate::simulcast::{Continuity, LAYERS, Layer, LayerChoice, PublishedLayers, RIDS};
 
 /// The key of a published track: whose, and which source.
 pub(crate) type TrackKey = (ParticipantId, TrackSource);
@@ -33,12 +35,29 @@ pub(crate) struct Participant {
     pub next_wake: Instant,
     /// When ICE must have connected by, or the participant is removed.
     pub connect_deadline: Option<Instant>,
-    /// Last keyframe request sent to this participant, per published mid.
-    pub last_keyframe_request: HashMap<Mid, Instant>,
+    /// Last keyframe request sent to this participant, per published mid
+    /// and layer.
+    pub last_keyframe_request: HashMap<(Mid, Layer), Instant>,
     /// Keyframe requests held back by the throttle, sent when it allows.
-    pub keyframe_later: HashMap<Mid, KeyframeRequestKind>,
-    /// Where frames start in what this participant publishes, per mid.
-    pub frames: HashMap<Mid, FrameStarts>,
+    pub keyframe_later: HashMap<(Mid, Layer), KeyframeRequestKind>,
+    /// The layers of each video this participant publishes, per mid.
+    pub layers: HashMap<Mid, PublishedLayers>,
+    /// The layers it was last told to encode, per simulcast source.
+    pub layers_told: HashMap<TrackSource, [bool; LAYERS]>,
+    /// How it shows the videos it receives (from its `view` message).
+    pub view: HashMap<TrackKey, Shown>,
+    /// Whom it shows as the active speaker.
+    pub speaker: Option<ParticipantId>,
+    /// Its view changed since the last allocation.
+    pub layout_changed: bool,
+    /// What its downlink is taken to carry, bits per second: str0m's
+    /// estimate, except drops that came while little was sent (see
+    /// [`Participant::note_estimate`]).
+    pub estimate: Option<u64>,
+    /// The rate its last allocation needs, bits per second.
+    pub allocated: u64,
+    /// Hysteresis of its layer allocation.
+    pub hysteresis: Hysteresis,
     /// When this participant last had a keyframe request passed on, per mid
     /// it receives on.
     pub keyframes_asked: HashMap<Mid, Instant>,
@@ -63,6 +82,12 @@ pub(crate) struct OutTrack {
     pub state: OutState,
     /// Sequence numbers of the publisher's packets in this receiver's stream.
     pub seq: SeqMap,
+    /// Which layer it gets (video).
+    pub choice: LayerChoice,
+    /// Timestamps and picture ids across layer switches (video).
+    pub continuity: Continuity,
+    /// When a keyframe of the target layer was last asked for.
+    pub switch_asked: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +151,14 @@ impl Participant {
             keyframe_later: HashMap::new(),
             keyframes_asked: HashMap::new(),
             budget: Budget::new(now),
-            frames: HashMap::new(),
+            layers: HashMap::new(),
+            layers_told: HashMap::new(),
+            view: HashMap::new(),
+            speaker: None,
+            layout_changed: false,
+            estimate: None,
+            allocated: 0,
+            hysteresis: Hysteresis::default(),
         }
     }
 
@@ -141,7 +173,7 @@ impl Participant {
     pub fn keyframe_due(&self, throttle: std::time::Duration) -> Option<Instant> {
         self.keyframe_later
             .keys()
-            .filter_map(|mid| self.last_keyframe_request.get(mid))
+            .filter_map(|key| self.last_keyframe_request.get(key))
             .map(|&last| last + throttle)
             .min()
     }
@@ -169,6 +201,24 @@ impl Participant {
         true
     }
 
+    /// Takes in a new TWCC estimate of the downlink. A delay-based estimate
+    /// falls to what was acknowledged when it sees one sign of queueing, so
+    /// while a receiver gets much less than its link carries (small or
+    /// hidden tiles) the estimate says little about the link. A drop then
+    /// counts only if the receiver was getting at least half the previous
+    /// estimate, or if the new one is below what it gets (congestion
+    /// either way); otherwise the previous figure stands, and a layer taken
+    /// up on its strength is corrected by the next drop if the link did
+    /// shrink.
+    pub fn note_estimate(&mut self, estimate: u64) {
+        let keep = self.estimate.is_some_and(|previous| {
+            estimate < previous && self.allocated < previous / 2 && estimate >= self.allocated
+        });
+        if !keep {
+            self.estimate = Some(estimate);
+        }
+    }
+
     /// The outgoing track on `mid`, whatever its state.
     pub fn outgoing_on(&self, mid: Mid) -> Option<&OutTrack> {
         self.outgoing.iter().find(|t| t.mid() == Some(mid))
@@ -189,6 +239,11 @@ impl Participant {
                 key,
                 state: OutState::ToOpen,
                 seq: SeqMap::default(),
+                // Until the allocator decides: the lowest layer, which
+                // starts fastest.
+                choice: LayerChoice::new(Some(0)),
+                continuity: Continuity::default(),
+                switch_asked: None,
             });
         }
     }
@@ -225,7 +280,16 @@ impl Participant {
                 } else {
                     MediaKind::Video
                 };
-                let mid = change.add_media(kind, Direction::RecvOnly, None, None, None);
+                // The camera is asked for in three layers (simulcast);
+                // screens stay one stream, sharp text first.
+                let simulcast = (source == TrackSource::Camera).then(|| {
+                    let mut s = Simulcast::new();
+                    for rid in RIDS {
+                        s.add_recv_layer(SimulcastLayer::new(rid));
+                    }
+                    s
+                });
+                let mid = change.add_media(kind, Direction::RecvOnly, None, None, simulcast);
                 self.publish.push((mid, source));
             }
             self.connect_deadline = Some(now + crate::CONNECT_TIMEOUT);

@@ -8,6 +8,7 @@ use aparte_proto::{ErrorCode, ParticipantId, ServerMsg, TrackSource};
 use str0m::media::{KeyframeRequestKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 
+use crate::simulcast::{self, Admit, Layer};
 use crate::{Output, RESEND_AGE, RESEND_BUFFER_VIDEO, RESEND_RATIO_CAP, Sfu, TapEvent};
 
 impl Sfu {
@@ -56,41 +57,48 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&from) else {
             return;
         };
-        let wanted: Vec<(Mid, TrackSource)> = p
+        let wanted: Vec<(Mid, TrackSource, Layer)> = p
             .outgoing
             .iter()
             .filter(|t| t.key.0 == peer && !t.key.1.is_audio())
-            .filter_map(|t| Some((t.open_mid()?, t.key.1)))
+            .filter_map(|t| Some((t.open_mid()?, t.key.1, t.choice.target?)))
             .collect();
         let mut due = Vec::new();
-        for (mid, source) in wanted {
+        for (mid, source, layer) in wanted {
             if p.may_ask_keyframe(mid, now, interval) {
-                due.push(source);
+                due.push((source, layer));
             } else {
                 self.stats.keyframe_requests_ignored += 1;
             }
         }
-        for source in due {
-            self.request_keyframe(now, peer, source, KeyframeRequestKind::Pli);
+        for (source, layer) in due {
+            self.request_keyframe(now, peer, source, layer, KeyframeRequestKind::Pli);
         }
     }
 
     /// Forwards a media packet of `from` to every other member of its room
     /// that receives that track; makes the track live on its first packet.
     ///
-    /// The payload (shared, not copied), RTP timestamp and marker go out
-    /// unchanged on the receiver's stream for the track, with that stream's
-    /// own SSRC and sequence numbers ([`forward::SeqMap`]). Packets a
-    /// publisher resends after a NACK are forwarded when they arrive.
+    /// The payload (shared, not copied) and marker go out unchanged on the
+    /// receiver's stream for the track, with that stream's own SSRC and
+    /// sequence numbers ([`forward::SeqMap`]). A video packet goes only to
+    /// the receivers of its layer, with timestamp and VP8 picture ids made
+    /// continuous across layer switches (`simulcast.rs`). Packets a publisher
+    /// resends after a NACK are forwarded when they arrive.
     pub(crate) fn forward(&mut self, from: ParticipantId, mut pkt: RtpPacket) {
         let Some(p) = self.participants.get_mut(&from) else {
             return;
         };
         let ssrc = pkt.header.ssrc;
-        let Some(mid) = p.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+        let Some((mid, rid)) = p
+            .rtc
+            .direct_api()
+            .stream_rx(&ssrc)
+            .map(|s| (s.mid(), s.rid()))
+        else {
             return;
         };
-        let Some(source) = p.source_of(mid) else {
+        let (Some(source), Some(layer)) = (p.source_of(mid), simulcast::layer_of(rid)) else {
             return;
         };
         self.stats.packets_in += 1;
@@ -101,11 +109,27 @@ impl Sfu {
                 payload: &mut pkt.payload,
             });
         }
-        let frame_start = p
-            .frames
-            .entry(mid)
-            .or_default()
-            .packet(*pkt.seq_no, pkt.header.marker);
+        let video = !source.is_audio();
+        let head = if video {
+            simulcast::vp8_head(&pkt.payload)
+        } else {
+            None
+        };
+        let mut in_order = true;
+        if video {
+            let layers = p.layers.entry(mid).or_default();
+            layers.simulcast |= rid.is_some();
+            in_order = layers.packet(
+                layer,
+                pkt.timestamp,
+                pkt.payload.len(),
+                *pkt.seq_no,
+                head.as_ref(),
+            );
+        }
+        // A stream starts, or changes layer, only at a keyframe that came in
+        // order (see `PublishedLayers::packet`).
+        let keyframe = in_order && head.is_some_and(|h| h.keyframe);
         let first_packet = !p.live.contains(&source);
         if first_packet {
             if p.live.len() >= self.config.max_tracks_per_participant {
@@ -128,8 +152,9 @@ impl Sfu {
             .map_or(&[][..], |r| r.members.as_slice());
         let header = &pkt.header;
         // Header extensions that describe the media travel on; transport
-        // ones (MID, TWCC, send times) belong to each leg and str0m sets them.
-        // No audio level: it is not negotiated (see `header_extensions`).
+        // ones (MID, RID, TWCC, send times) belong to each leg and str0m
+        // sets them. No audio level: it is not negotiated (see
+        // `header_extensions`).
         let ext_vals = ExtensionValues {
             video_orientation: header.ext_vals.video_orientation,
             ..ExtensionValues::default()
@@ -149,12 +174,29 @@ impl Sfu {
             let Some(out_mid) = track.open_mid() else {
                 continue;
             };
-            let fresh = track.seq.is_fresh();
-            if fresh && !source.is_audio() && !frame_start {
-                // Video starts on a frame boundary (see `forward.rs`); an
-                // audio packet is a whole frame.
-                continue;
+            let mut timestamp = header.timestamp;
+            let mut patch = None;
+            if video {
+                // Video starts, and changes layer, at a keyframe's first
+                // packet (see `simulcast.rs`); an audio packet is a whole frame.
+                match track.choice.admit(layer, keyframe) {
+                    Admit::Drop => continue,
+                    Admit::Switch => {
+                        track
+                            .continuity
+                            .rebase(timestamp, pkt.timestamp, head.as_ref());
+                        track.switch_asked = None;
+                        self.stats.layer_switches += 1;
+                    }
+                    Admit::Forward => {}
+                }
+                let rewritten = track
+                    .continuity
+                    .rewrite(timestamp, pkt.timestamp, head.as_ref());
+                timestamp = rewritten.timestamp;
+                patch = simulcast::patch(&pkt.payload, &rewritten);
             }
+            let fresh = track.seq.is_fresh();
             let Some(seq) = track.seq.map(ssrc, *pkt.seq_no) else {
                 continue;
             };
@@ -162,31 +204,37 @@ impl Sfu {
             let Some(tx) = api.stream_tx_by_mid(out_mid, None) else {
                 continue;
             };
-            if fresh && !source.is_audio() {
+            if fresh && video {
                 tx.set_rtx_cache(RESEND_BUFFER_VIDEO, RESEND_AGE, Some(RESEND_RATIO_CAP));
             }
-            tx.write_rtp(
-                RtpWrite::new(
-                    header.payload_type,
-                    seq.into(),
-                    header.timestamp,
-                    pkt.timestamp,
-                    pkt.payload.clone(),
-                )
-                .marker(header.marker)
-                .ext_vals(ext_vals.clone())
-                .nackable(!source.is_audio()),
-            );
+            let mut write = RtpWrite::new(
+                header.payload_type,
+                seq.into(),
+                timestamp,
+                pkt.timestamp,
+                pkt.payload.clone(),
+            )
+            .marker(header.marker)
+            .ext_vals(ext_vals.clone())
+            .nackable(video);
+            if let Some(patch) = patch {
+                write = write.vp8_patch(patch);
+            }
+            tx.write_rtp(write);
             self.stats.packets_out += 1;
             self.dirty.push(to);
         }
     }
 
+    /// Asks `publisher` for a keyframe of `layer` of its `source`, at most
+    /// once per [`SfuConfig::keyframe_throttle`] per published layer; a
+    /// request that comes sooner is held and sent when the throttle allows.
     pub(crate) fn request_keyframe(
         &mut self,
         now: Instant,
         publisher: ParticipantId,
-        source: aparte_proto::TrackSource,
+        source: TrackSource,
+        layer: Layer,
         kind: KeyframeRequestKind,
     ) {
         if source.is_audio() {
@@ -199,22 +247,24 @@ impl Sfu {
         let Some(mid) = p.mid_of(source) else {
             return;
         };
-        if let Some(last) = p.last_keyframe_request.get(&mid) {
+        let key = (mid, layer);
+        if let Some(last) = p.last_keyframe_request.get(&key) {
             if now.saturating_duration_since(*last) < throttle {
                 // Asked too recently: ask once more when the throttle allows,
                 // so a receiver that came in meanwhile gets its keyframe
                 // without waiting for a request of its own.
-                p.keyframe_later.insert(mid, kind);
+                p.keyframe_later.insert(key, kind);
                 return;
             }
         }
-        p.keyframe_later.remove(&mid);
+        p.keyframe_later.remove(&key);
+        let rid = p.layers.get(&mid).and_then(|l| l.rid(layer));
         let mut api = p.rtc.direct_api();
-        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
+        let Some(rx) = api.stream_rx_by_mid(mid, rid) else {
             return;
         };
         rx.request_keyframe(kind);
-        p.last_keyframe_request.insert(mid, now);
+        p.last_keyframe_request.insert(key, now);
         self.stats.keyframe_requests += 1;
         self.dirty.push(publisher);
     }

@@ -1,7 +1,7 @@
 //! A deterministic network for the SFU core: one [`Sfu`], any number of
 //! [`BotCore`] peers (real str0m peer connections), no sockets, simulated time.
-//! Datagrams and signaling messages are delivered instantly and in order;
-//! a bot can be cut off the network to simulate a vanished browser, or lose
+//! Datagrams and signaling messages are delivered in order, instantly or,
+//! for datagrams, after a fixed one-way [`Sim::delay`]; a bot can be cut off the network to simulate a vanished browser, or lose
 //! every n-th datagram of its link to simulate a lossy network.
 //!
 //! The server can also be made hostile: [`Sim::to_client`] rewrites, drops or
@@ -11,7 +11,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -50,11 +50,24 @@ impl SimBot {
     }
 }
 
+/// Which way a datagram in flight goes.
+#[derive(Debug, Clone, Copy)]
+enum Leg {
+    /// From the SFU to a bot's address.
+    Down(SocketAddr),
+    /// From a bot (index) to the SFU.
+    Up(usize),
+}
+
 pub struct Sim {
     pub sfu: Sfu,
     pub bots: Vec<SimBot>,
     pub now: Instant,
     pub epoch: Instant,
+    /// One-way delay of every datagram (0: delivered at once).
+    pub delay: Duration,
+    /// Datagrams on their way, in the order they arrive.
+    in_flight: VecDeque<(Instant, Leg, Vec<u8>)>,
     server: SocketAddr,
     next_port: u16,
     /// What the SFU asked to store, in order.
@@ -130,6 +143,8 @@ impl Sim {
             bots: Vec::new(),
             now,
             epoch: now,
+            delay: Duration::ZERO,
+            in_flight: VecDeque::new(),
             server,
             next_port: 40000,
             persisted: Vec::new(),
@@ -222,6 +237,9 @@ impl Sim {
         let end = self.now + d;
         while self.now < end {
             let mut next = self.sfu.poll_timeout().unwrap_or(end);
+            if let Some(&(at, _, _)) = self.in_flight.front() {
+                next = next.min(at);
+            }
             for b in self.bots.iter().filter(|b| b.closed.is_none()) {
                 next = next.min(b.core.poll_timeout());
             }
@@ -253,6 +271,13 @@ impl Sim {
             .collect();
         loop {
             let mut moved = false;
+            while self.in_flight.front().is_some_and(|f| f.0 <= self.now) {
+                let Some((_, leg, contents)) = self.in_flight.pop_front() else {
+                    break;
+                };
+                moved = true;
+                self.arrive(leg, &contents, &by_addr);
+            }
             while let Some(out) = self.sfu.poll_output() {
                 moved = true;
                 match out {
@@ -260,15 +285,7 @@ impl Sim {
                         destination,
                         contents,
                         ..
-                    } => {
-                        let Some(&i) = by_addr.get(&destination) else {
-                            continue;
-                        };
-                        let b = &mut self.bots[i];
-                        if b.closed.is_none() && b.delivers() {
-                            let _ = b.core.handle_datagram(self.now, self.server, &contents);
-                        }
-                    }
+                    } => self.send_datagram(Leg::Down(destination), contents, &by_addr),
                     Output::Signal { to, msg } => {
                         let Some(&i) = by_id.get(&to) else { continue };
                         let msgs = match &mut self.to_client {
@@ -303,10 +320,7 @@ impl Sim {
                     }
                     match out {
                         BotOutput::Transmit { contents, .. } => {
-                            if b.delivers() {
-                                self.sfu
-                                    .handle_datagram(self.now, b.addr, self.server, &contents);
-                            }
+                            self.send_datagram(Leg::Up(i), contents, &by_addr);
                         }
                         BotOutput::Signal(msg) => {
                             let passes = self
@@ -322,6 +336,41 @@ impl Sim {
             }
             if !moved {
                 return;
+            }
+        }
+    }
+}
+
+impl Sim {
+    /// Puts a datagram on the network: delivered now, or after the delay.
+    fn send_datagram(&mut self, leg: Leg, contents: Vec<u8>, by_addr: &HashMap<SocketAddr, usize>) {
+        if self.delay.is_zero() {
+            self.arrive(leg, &contents, by_addr);
+        } else {
+            self.in_flight
+                .push_back((self.now + self.delay, leg, contents));
+        }
+    }
+
+    /// A datagram reaches the end of its leg (or is lost there).
+    fn arrive(&mut self, leg: Leg, contents: &[u8], by_addr: &HashMap<SocketAddr, usize>) {
+        match leg {
+            Leg::Down(destination) => {
+                let Some(&i) = by_addr.get(&destination) else {
+                    return;
+                };
+                let b = &mut self.bots[i];
+                if b.closed.is_none() && b.delivers() {
+                    let _ = b.core.handle_datagram(self.now, self.server, contents);
+                }
+            }
+            Leg::Up(i) => {
+                let b = &mut self.bots[i];
+                if b.closed.is_none() && b.delivers() {
+                    let addr = b.addr;
+                    self.sfu
+                        .handle_datagram(self.now, addr, self.server, contents);
+                }
             }
         }
     }

@@ -1,0 +1,182 @@
+//! Adapting what each receiver gets to its downlink and its layout, and what
+//! each publisher encodes to what is received.
+//!
+//! Every [`ALLOCATION_INTERVAL`] (and at once when a receiver's layout
+//! changes), each receiver's videos get layers from `alloc.rs`, within str0m's
+//! TWCC estimate of its downlink. A change of layer waits for a keyframe of
+//! the new layer, which is asked for at once (`simulcast.rs`). str0m is told
+//! the rate the receiver would need for every video at its best, so it probes
+//! towards it: an estimate rises only by probing, never by hoping.
+//!
+//! Publishers are told which layers of their camera someone receives
+//! ([`ServerMsg::Layers`]); the lowest stays on while the camera is
+//! published, so a receiver that comes, or a tile that reappears, starts at
+//! once.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aparte_proto::{ParticipantId, ServerMsg, TileView, TrackSource};
+use str0m::bwe::Bitrate;
+use str0m::media::KeyframeRequestKind;
+
+use crate::alloc::{self, Shown, Want};
+use crate::participant::TrackKey;
+use crate::simulcast::{LAYERS, Layer};
+use crate::{Output, Sfu};
+
+/// How often every receiver's layers are decided again.
+pub(crate) const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
+/// The estimate of a downlink before TWCC feedback measured it.
+pub(crate) const INITIAL_ESTIMATE: u64 = 2_500_000;
+/// The rate taken for each audio track a receiver gets.
+const AUDIO_BPS: u64 = 48_000;
+/// How long a switch waits for its keyframe before asking again.
+const SWITCH_RETRY: Duration = Duration::from_secs(1);
+
+impl Sfu {
+    /// A receiver's layout changed: how it shows each tile, and whom it shows
+    /// as the active speaker.
+    pub(crate) fn set_view(
+        &mut self,
+        now: Instant,
+        from: ParticipantId,
+        tiles: &[TileView],
+        speaker: Option<ParticipantId>,
+    ) {
+        let Some(p) = self.participants.get_mut(&from) else {
+            return;
+        };
+        p.view = tiles
+            .iter()
+            .map(|t| {
+                let shown = if t.width == 0 || t.height == 0 {
+                    Shown::Hidden
+                } else {
+                    Shown::Width(t.width)
+                };
+                ((t.peer, t.source), shown)
+            })
+            .collect();
+        p.speaker = speaker;
+        p.layout_changed = true;
+        self.allocate(now, from);
+        self.tell_layers();
+    }
+
+    /// Decides every receiver's layers, then tells publishers what to encode.
+    pub(crate) fn allocate_all(&mut self, now: Instant) {
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for id in ids {
+            self.allocate(now, id);
+        }
+        self.tell_layers();
+    }
+
+    /// Decides the layers of receiver `id`'s videos and asks for the
+    /// keyframes the changes wait for.
+    fn allocate(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let mut index = Vec::new();
+        let mut wants = Vec::new();
+        let mut current = Vec::new();
+        let mut audio = 0;
+        for (i, t) in p.outgoing.iter().enumerate() {
+            let (peer, source) = t.key;
+            if source.is_audio() {
+                audio += AUDIO_BPS;
+                continue;
+            }
+            let layers = self
+                .participants
+                .get(&peer)
+                .and_then(|publisher| publisher.layers.get(&publisher.mid_of(source)?))
+                .map(|l| l.layers(now))
+                .unwrap_or_default();
+            wants.push(Want {
+                screen: source == TrackSource::Screen,
+                speaker: p.speaker == Some(peer) && source == TrackSource::Camera,
+                shown: p.view.get(&t.key).copied().unwrap_or(Shown::Full),
+                layers,
+            });
+            index.push(i);
+            current.push(t.choice.target);
+        }
+        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE);
+        let budget = (estimate / 10 * 9).saturating_sub(audio);
+        let ideal = alloc::allocate(budget, &wants);
+        let best = alloc::need(&wants, &alloc::allocate(u64::MAX, &wants)) + audio;
+
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let layout = std::mem::take(&mut p.layout_changed);
+        let decided = p.hysteresis.decide(now, &current, &ideal, layout);
+        p.allocated = alloc::need(&wants, &decided) + audio;
+        // Probe towards what every video at its best would need: str0m pads
+        // up to that (never past its estimate), so an estimate that fell
+        // while little was sent (small or hidden tiles) can climb again.
+        p.rtc
+            .bwe()
+            .set_bitrate(Bitrate::bps(best), Bitrate::bps(best / 9 * 10));
+        let mut asks: Vec<(TrackKey, Layer)> = Vec::new();
+        for (&i, target) in index.iter().zip(decided) {
+            let t = &mut p.outgoing[i];
+            t.choice.target = target;
+            let Some(target) = target else { continue };
+            let due = t
+                .switch_asked
+                .is_none_or(|at| now.saturating_duration_since(at) >= SWITCH_RETRY);
+            if t.choice.waiting() && t.open_mid().is_some() && due {
+                t.switch_asked = Some(now);
+                asks.push((t.key, target));
+            }
+        }
+        self.dirty.push(id);
+        for ((publisher, source), layer) in asks {
+            self.request_keyframe(now, publisher, source, layer, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Tells each simulcast publisher which layers someone receives (or
+    /// waits for), when that changed. The lowest layer stays on.
+    fn tell_layers(&mut self) {
+        let mut used: HashMap<TrackKey, [bool; LAYERS]> = HashMap::new();
+        for p in self.participants.values() {
+            for t in p.outgoing.iter().filter(|t| !t.key.1.is_audio()) {
+                let flags = used.entry(t.key).or_default();
+                for layer in [t.choice.current, t.choice.target].into_iter().flatten() {
+                    flags[usize::from(layer)] = true;
+                }
+            }
+        }
+        for p in self.participants.values_mut() {
+            for &(mid, source) in &p.publish {
+                let Some(layers) = p.layers.get_mut(&mid).filter(|l| l.simulcast) else {
+                    continue;
+                };
+                let mut active = used.get(&(p.id, source)).copied().unwrap_or_default();
+                active[0] = true;
+                let told = p
+                    .layers_told
+                    .get(&source)
+                    .copied()
+                    .unwrap_or([true; LAYERS]);
+                if told == active {
+                    continue;
+                }
+                p.layers_told.insert(source, active);
+                layers.paused = active.map(|a| !a);
+                self.out.push_back(Output::Signal {
+                    to: p.id,
+                    msg: ServerMsg::Layers {
+                        source,
+                        active: active.to_vec(),
+                    },
+                });
+            }
+        }
+    }
+}
