@@ -787,6 +787,25 @@ mod tests {
             crowd.join(",")
         );
         assert_eq!(code(&crowd), ErrorCode::TooLarge);
+        let tile = r#"{"peer":1,"source":"camera","width":1,"height":1}"#;
+        let tiles = |n: usize| {
+            format!(
+                r#"{{"v":1,"type":"view","tiles":[{}]}}"#,
+                vec![tile; n].join(",")
+            )
+        };
+        let most = crate::MAX_PARTICIPANTS_PER_ROOM * TrackSource::ALL.len();
+        assert!(matches!(
+            parse_client_msg(&tiles(most)),
+            Ok(ClientMsg::View { .. })
+        ));
+        assert_eq!(code(&tiles(most + 1)), ErrorCode::TooLarge);
+        assert_eq!(
+            code(
+                r#"{"v":1,"type":"view","tiles":[{"peer":1,"source":"camera","width":70000,"height":1}]}"#
+            ),
+            ErrorCode::BadMessage
+        );
         assert_eq!(
             code(r#"{"v":1,"type":"mls_app","data":"AAAA","to":["a"]}"#),
             ErrorCode::BadMessage
