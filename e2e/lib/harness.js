@@ -22,17 +22,17 @@ mkdirSync(OUTPUT, { recursive: true });
  * `tap.swapTracks` makes it label the first two participants' tracks the
  * wrong way round for the third.
  */
-export async function startServer({ tap, args: extraArgs = [] } = {}) {
+export async function startServer({ tap, args: extraArgs = [], host = '127.0.0.1' } = {}) {
   const profile = process.env.APARTE_PROFILE || 'debug';
   let bin = process.env.APARTE_BIN || joinPath(ROOT, `target/${profile}/aparte-server`);
   const dataDir = mkdtempSync(joinPath(tmpdir(), 'aparte-e2e-'));
-  let args = ['--listen', '127.0.0.1:0', '--media-listen', '127.0.0.1:0', '--data-dir', dataDir, ...extraArgs];
+  let args = ['--listen', `${host}:0`, '--media-listen', `${host}:0`, '--data-dir', dataDir, ...extraArgs];
   if (tap) {
     bin = joinPath(ROOT, `target/${profile}/examples/tap-server`);
     args = ['--out', tap.out, ...tap.needles.flatMap((n) => ['--needle', n]), ...(tap.swapTracks ? ['--swap-tracks'] : [])];
   }
   const child = spawn(bin, args, {
-    env: { ...process.env, APARTE_LOG: 'info', NO_COLOR: '1' },
+    env: { ...process.env, APARTE_LOG: process.env.APARTE_E2E_LOG || 'info', NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs = [];
@@ -41,10 +41,10 @@ export async function startServer({ tap, args: extraArgs = [] } = {}) {
     const onData = (buf) => {
       const text = buf.toString();
       logs.push(text);
-      const m = text.match(/http:\/\/localhost:(\d+)/);
+      const m = text.match(/http:\/\/(?:localhost|[0-9.]+):(\d+)/);
       if (m) {
         clearTimeout(timer);
-        ok(`http://127.0.0.1:${m[1]}`);
+        ok(`http://${host}:${m[1]}`);
       }
     };
     child.stdout.on('data', onData);
@@ -60,23 +60,26 @@ export async function startServer({ tap, args: extraArgs = [] } = {}) {
   return { url, logs, stop, dataDir };
 }
 
+/** Chromium's flags for every test: fake media devices, no outside traffic. */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
 /** Launches headless Chromium with fake media devices and no outside traffic. */
 export async function launchBrowser() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--use-fake-device-for-media-stream',
-      '--use-fake-ui-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
+    args: CHROMIUM_ARGS,
   });
 }
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use aparte_proto::{ParticipantId, ServerMsg, TileView, TrackSource};
 use str0m::bwe::Bitrate;
 use str0m::media::KeyframeRequestKind;
+use tracing::debug;
 
 use crate::alloc::{self, Shown, Want};
 use crate::participant::TrackKey;
@@ -29,8 +30,9 @@ use crate::{Output, Sfu};
 pub(crate) const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
 /// The estimate of a downlink before TWCC feedback measured it.
 pub(crate) const INITIAL_ESTIMATE: u64 = 2_500_000;
-/// The rate taken for each audio track a receiver gets.
-const AUDIO_BPS: u64 = 48_000;
+/// The rate taken for each audio track a receiver gets (Opus at its
+/// browsers' default, with packet overhead).
+const AUDIO_BPS: u64 = 40_000;
 /// How long a switch waits for its keyframe before asking again.
 const SWITCH_RETRY: Duration = Duration::from_secs(1);
 
@@ -106,8 +108,8 @@ impl Sfu {
         }
         let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE);
         let budget = (estimate / 10 * 9).saturating_sub(audio);
-        let ideal = alloc::allocate(budget, &wants);
-        let best = alloc::need(&wants, &alloc::allocate(u64::MAX, &wants)) + audio;
+        let ideal = alloc::allocate(budget, estimate.saturating_sub(audio), &wants);
+        let best = alloc::need(&wants, &alloc::allocate(u64::MAX, u64::MAX, &wants)) + audio;
 
         let Some(p) = self.participants.get_mut(&id) else {
             return;
@@ -115,13 +117,22 @@ impl Sfu {
         let layout = std::mem::take(&mut p.layout_changed);
         let decided = p.hysteresis.decide(now, &current, &ideal, layout);
         p.allocated = alloc::need(&wants, &decided) + audio;
-        // Probe towards what every video at its best would need: str0m pads
-        // up to that (never past its estimate), so an estimate that fell
-        // while little was sent (small or hidden tiles) can climb again.
+        // Probe towards twice what every video at its best would need: str0m
+        // pads up to that need (never past its estimate), so an estimate that
+        // fell while little was sent (small or hidden tiles) can climb again,
+        // and probes past it, so the estimate settles above the need rather
+        // than on it, where every dip would flip a layer.
         p.rtc
             .bwe()
-            .set_bitrate(Bitrate::bps(best), Bitrate::bps(best / 9 * 10));
+            .set_bitrate(Bitrate::bps(best), Bitrate::bps(best.saturating_mul(2)));
         let mut asks: Vec<(TrackKey, Layer)> = Vec::new();
+        if decided != current {
+            let rates: Vec<[u64; LAYERS]> = wants
+                .iter()
+                .map(|w| w.layers.map(|l| l.map_or(0, |l| l.bps)))
+                .collect();
+            debug!(participant = %id, estimate, ?decided, ?rates, "layers");
+        }
         for (&i, target) in index.iter().zip(decided) {
             let t = &mut p.outgoing[i];
             t.choice.target = target;

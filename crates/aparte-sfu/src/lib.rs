@@ -993,6 +993,7 @@ impl Sfu {
                 Event::RtpPacket(pkt) => self.forward(id, pkt),
                 Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                     p.note_estimate(estimate.as_u64());
+                    debug!(participant = %id, estimate = estimate.as_u64(), taken = ?p.estimate, "downlink estimate");
                 }
                 Event::KeyframeRequest(req) => {
                     // The receiver lost its reference: a keyframe of the layer

@@ -96,15 +96,23 @@ pub(crate) fn vp8_head(payload: &[u8]) -> Option<Vp8Head> {
     Some(head)
 }
 
-/// A layer's recent bitrate, over windows of [`RATE_WINDOW`].
+/// A layer's recent bitrate: the highest of its last [`RATE_WINDOWS`]
+/// windows of [`RATE_WINDOW`]. An encoder's rate swings between keyframes
+/// and ramps up after a layer starts again; the allocator should count what
+/// a layer can reach, not what it sent in its quietest half second, or it
+/// moves a receiver up and must move it down again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct RateMeter {
     window_start: Option<Instant>,
     bytes: u64,
-    /// Bits per second over the last whole window.
-    bps: u64,
+    /// Bits per second over the last whole windows, newest at `next - 1`.
+    windows: [u64; RATE_WINDOWS],
+    next: usize,
     last_packet: Option<Instant>,
 }
+
+/// How many windows the rate remembers (4 s).
+const RATE_WINDOWS: usize = 8;
 
 /// How long bytes are counted before the rate is updated.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
@@ -118,11 +126,16 @@ impl RateMeter {
         self.bytes += bytes as u64;
         let elapsed = at.saturating_duration_since(start);
         if elapsed >= RATE_WINDOW {
-            self.bps = self.bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64;
+            self.windows[self.next] = self.bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64;
+            self.next = (self.next + 1) % RATE_WINDOWS;
             self.bytes = 0;
             self.window_start = Some(at);
         }
         self.last_packet = Some(at);
+    }
+
+    fn bps(&self) -> u64 {
+        self.windows.iter().copied().max().unwrap_or(0)
     }
 
     fn active(&self, now: Instant) -> bool {
@@ -187,7 +200,7 @@ impl PublishedLayers {
             let r = &self.rates[l];
             let available = r.active(now) || (self.paused[l] && r.last_packet.is_some());
             available.then(|| LayerInfo {
-                bps: r.bps,
+                bps: r.bps(),
                 width: self.size[l].map(|s| s.0),
             })
         })

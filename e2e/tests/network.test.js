@@ -1,0 +1,158 @@
+// Meetings on impaired networks, in real browsers. One participant's browser
+// runs in a network namespace whose only way to the server is aparte-netlab's
+// link (rate cap, delay, loss, UDP blocking); the others run on this host.
+// What each page decodes comes from its own getStats.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { join as pathJoin } from 'node:path';
+import { OUTPUT, enter, host, newPage, sleep, startServer, stats } from '../lib/harness.js';
+import { launchBrowserHere, launchBrowserIn, startLink } from '../lib/netlab.js';
+
+const net = `10.${77 + (process.pid % 50)}.${process.pid % 200}`;
+const env = { link: null, server: null, here: null, there: null };
+
+before(async () => {
+  env.link = await startLink({ ns: `apnl${process.pid % 100000}`, hostIp: `${net}.1`, nsIp: `${net}.2` });
+  env.server = await startServer({ host: env.link.hostIp });
+  env.here = await launchBrowserHere(env.server.url);
+  env.there = await launchBrowserIn(env.link.ns, env.server.url);
+});
+
+after(async () => {
+  // The server's log, for reading a failure (APARTE_E2E_LOG sets its level).
+  if (env.server) writeFileSync(pathJoin(OUTPUT, 'network-server.log'), env.server.logs.join(''));
+  await env.here?.close();
+  await env.there?.close();
+  await env.server?.stop();
+  await env.link?.stop();
+});
+
+/** `page`'s inbound camera stats from `peer` (null until it has some). */
+async function cameraFrom(page, peer) {
+  return (await stats(page)).find((s) => s.kind === 'video' && s.source === 'camera' && s.peer === peer) ?? null;
+}
+
+/** The width the publisher encodes each camera layer at now (rid → px).
+ * The browser may encode a layer smaller than asked when its CPU is busy,
+ * so a receiver's layer is told by comparing with these, not with fixed sizes. */
+async function layerWidths(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const s of (await window.aparte.diagnostics().pc().getStats()).values()) {
+      if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) out[s.rid] = s.frameWidth ?? 0;
+    }
+    return out;
+  });
+}
+
+/** Waits until `page` decodes `peer`'s camera (published by `publisher`) at
+ * the width of layer `rid`, frames rising; returns how long it took. */
+async function expectLayer(page, publisher, peer, rid, what, timeout = 20000) {
+  const start = Date.now();
+  let last = null;
+  let widths = {};
+  const onLayer = async () => {
+    widths = await layerWidths(publisher);
+    last = await cameraFrom(page, peer);
+    const others = Object.entries(widths).filter(([r]) => r !== rid).map(([, w]) => w);
+    return last?.frameWidth > 0 && last.frameWidth === widths[rid] && !others.includes(widths[rid]);
+  };
+  while (Date.now() - start < timeout) {
+    if (await onLayer()) {
+      const took = Date.now() - start;
+      const frames = last.framesDecoded;
+      await sleep(1000);
+      assert.ok(await onLayer(), `${what}: stays on layer ${rid} (${JSON.stringify(widths)}, got ${last.frameWidth})`);
+      assert.ok(last.framesDecoded > frames, `${what}: frames keep coming`);
+      return took;
+    }
+    await sleep(200);
+  }
+  assert.fail(`${what}: expected layer ${rid} within ${timeout} ms; layers ${JSON.stringify(widths)}, got ${JSON.stringify(last)}`);
+}
+
+/** Samples `page`'s decoded frames of `peer` for `ms`; returns the longest
+ * stretch without a new frame and the frames decoded. */
+async function watchFrames(page, peer, ms) {
+  let longest = 0;
+  let lastChange = Date.now();
+  let prev = (await cameraFrom(page, peer))?.framesDecoded ?? 0;
+  const first = prev;
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    await sleep(100);
+    const now = (await cameraFrom(page, peer))?.framesDecoded ?? 0;
+    if (now > prev) {
+      longest = Math.max(longest, Date.now() - lastChange);
+      lastChange = Date.now();
+      prev = now;
+    }
+  }
+  longest = Math.max(longest, Date.now() - lastChange);
+  return { longest, frames: prev - first };
+}
+
+/** Alice hosts on this host, Bob joins on this host, Carol joins from the
+ * namespace; Bob and Carol turn their cameras off (only Alice's matters). */
+async function meeting() {
+  const alice = await newPage(env.here);
+  const link = await host(alice, env.server.url, 'Alice');
+  const bob = await newPage(env.here);
+  await enter(alice, bob, link, 'Bob');
+  const carol = await newPage(env.there);
+  await enter(alice, carol, link, 'Carol');
+  for (const p of [bob, carol]) await p.click('#cam-toggle');
+  const aliceId = await alice.evaluate(() => window.aparte.diagnostics().me);
+  // Large windows: Alice's tile is about 1300 px wide, worth the full layer.
+  for (const p of [bob, carol]) await p.setViewportSize({ width: 2700, height: 1600 });
+  return { alice, bob, carol, aliceId, close: () => Promise.all([alice, bob, carol].map((p) => p.context().close())) };
+}
+
+test('3% loss each way and 100 ms round trip: video keeps decoding, repaired by NACK and retransmission', { timeout: 120000 }, async () => {
+  const { carol, aliceId, close } = await meeting();
+  const start = Date.now();
+  while (!((await cameraFrom(carol, aliceId))?.framesDecoded > 30)) {
+    assert.ok(Date.now() - start < 20000, 'carol decodes alice');
+    await sleep(200);
+  }
+  const before = await cameraFrom(carol, aliceId);
+  await env.link.set('both delay=50 loss=0.03');
+  await sleep(2000);
+  const watched = await watchFrames(carol, aliceId, 10000);
+  const afterLoss = await cameraFrom(carol, aliceId);
+  await env.link.set('clear');
+  console.log(`# under 3% loss and 100 ms RTT: ${watched.frames} frames in 10 s, longest gap ${watched.longest} ms, NACKs ${afterLoss.nackCount - before.nackCount}, retransmissions ${afterLoss.retransmittedPacketsReceived - before.retransmittedPacketsReceived}`);
+  assert.ok(watched.frames > 100, `frames keep coming under loss: ${watched.frames} in 10 s`);
+  assert.ok(watched.longest < 1000, `no stall of a second: longest gap ${watched.longest} ms`);
+  assert.ok(afterLoss.nackCount > before.nackCount, 'the receiver asked for lost packets');
+  assert.ok(afterLoss.retransmittedPacketsReceived > before.retransmittedPacketsReceived, 'and got them again');
+  await close();
+});
+
+// Not yet steady enough for every run on a loaded two-core machine: str0m's
+// delay-based estimate swings with CPU load (an uncapped receiver sometimes
+// reads 500 kbit/s and drops a layer), so "holds the high layer" and the
+// time to adapt vary from run to run. Run it with APARTE_NETWORK_ADAPT=1.
+const adaptSkip = process.env.APARTE_NETWORK_ADAPT === '1'
+  ? false
+  : 'bandwidth adaptation under a cap is not yet steady on a loaded 2-core machine (see the comment above); set APARTE_NETWORK_ADAPT=1 to run it';
+
+test('a capped subscriber gets the low layer, an uncapped one keeps the high, and back up when lifted', { timeout: 240000, skip: adaptSkip }, async () => {
+  const { alice, bob, carol, aliceId, close } = await meeting();
+  await expectLayer(bob, alice, aliceId, 'h', 'bob, uncapped');
+  await expectLayer(carol, alice, aliceId, 'h', 'carol, before the cap', 30000);
+
+  // Carol's downlink is capped at 300 kbit/s.
+  await env.link.set('down rate=300000');
+  const adapt = await expectLayer(carol, alice, aliceId, 'l', 'carol, capped at 300 kbps', 20000);
+  console.log(`# carol moved to the low layer ${adapt} ms after the cap (link: ${await env.link.set('stats')})`);
+  await expectLayer(bob, alice, aliceId, 'h', 'bob, still uncapped', 3000);
+
+  // The cap is lifted: Carol goes back up.
+  await env.link.set('clear');
+  const recover = await expectLayer(carol, alice, aliceId, 'h', 'carol, cap lifted', 30000);
+  console.log(`# carol back on the high layer ${recover} ms after the cap was lifted`);
+  await close();
+});
