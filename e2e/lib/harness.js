@@ -153,6 +153,55 @@ export function stats(page) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** `page`'s inbound camera stats from `peer` (null until it has some). */
+export async function cameraFrom(page, peer) {
+  return (await stats(page)).find((s) => s.kind === 'video' && s.source === 'camera' && s.peer === peer) ?? null;
+}
+
+/** The width the publisher encodes each camera layer at now (rid → px).
+ * The browser may encode a layer smaller than asked when its CPU is busy,
+ * so a receiver's layer is told by comparing with these, not with fixed sizes. */
+export async function layerWidths(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    for (const s of (await window.aparte.diagnostics().pc().getStats()).values()) {
+      if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) out[s.rid] = s.frameWidth ?? 0;
+    }
+    return out;
+  });
+}
+
+/** Waits until `page` decodes `peer`'s camera (published by `publisher`) at
+ * the width of layer `wanted` ('l', 'm', 'h', or 'top': the highest layer
+ * the publisher encodes now, as its own bandwidth estimate may suspend the
+ * top one), frames rising; returns how long it took. */
+export async function expectLayer(page, publisher, peer, wanted, what, timeout = 20000) {
+  const start = Date.now();
+  let last = null;
+  let widths = {};
+  let rid = wanted;
+  const onLayer = async () => {
+    widths = await layerWidths(publisher);
+    rid = wanted === 'top' ? ['h', 'm', 'l'].find((r) => widths[r] > 0) : wanted;
+    last = await cameraFrom(page, peer);
+    const others = Object.entries(widths).filter(([r]) => r !== rid).map(([, w]) => w);
+    return last?.frameWidth > 0 && last.frameWidth === widths[rid] && !others.includes(widths[rid]);
+  };
+  while (Date.now() - start < timeout) {
+    if (await onLayer()) {
+      const took = Date.now() - start;
+      const frames = last.framesDecoded;
+      await sleep(1000);
+      assert.ok(await onLayer(), `${what}: stays on layer ${rid} (${JSON.stringify(widths)}, got ${last.frameWidth})`);
+      assert.ok(last.framesDecoded > frames, `${what}: frames keep coming`);
+      return took;
+    }
+    await sleep(200);
+  }
+  assert.fail(`${what}: expected layer ${rid} within ${timeout} ms; layers ${JSON.stringify(widths)}, got ${JSON.stringify(last)}`);
+}
+
+
 /** Starts a server and a browser before a test file's tests and stops both after. */
 export function serverAndBrowser() {
   const env = { server: null, browser: null };

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { writeFileSync } from 'node:fs';
 import { join as pathJoin } from 'node:path';
-import { OUTPUT, enter, host, newPage, sleep, startServer, stats } from '../lib/harness.js';
+import { OUTPUT, cameraFrom, enter, expectLayer, host, newPage, sleep, startServer } from '../lib/harness.js';
 import { launchBrowserHere, launchBrowserIn, startLink } from '../lib/netlab.js';
 
 const net = `10.${77 + (process.pid % 50)}.${process.pid % 200}`;
@@ -28,50 +28,6 @@ after(async () => {
   await env.server?.stop();
   await env.link?.stop();
 });
-
-/** `page`'s inbound camera stats from `peer` (null until it has some). */
-async function cameraFrom(page, peer) {
-  return (await stats(page)).find((s) => s.kind === 'video' && s.source === 'camera' && s.peer === peer) ?? null;
-}
-
-/** The width the publisher encodes each camera layer at now (rid → px).
- * The browser may encode a layer smaller than asked when its CPU is busy,
- * so a receiver's layer is told by comparing with these, not with fixed sizes. */
-async function layerWidths(page) {
-  return page.evaluate(async () => {
-    const out = {};
-    for (const s of (await window.aparte.diagnostics().pc().getStats()).values()) {
-      if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) out[s.rid] = s.frameWidth ?? 0;
-    }
-    return out;
-  });
-}
-
-/** Waits until `page` decodes `peer`'s camera (published by `publisher`) at
- * the width of layer `rid`, frames rising; returns how long it took. */
-async function expectLayer(page, publisher, peer, rid, what, timeout = 20000) {
-  const start = Date.now();
-  let last = null;
-  let widths = {};
-  const onLayer = async () => {
-    widths = await layerWidths(publisher);
-    last = await cameraFrom(page, peer);
-    const others = Object.entries(widths).filter(([r]) => r !== rid).map(([, w]) => w);
-    return last?.frameWidth > 0 && last.frameWidth === widths[rid] && !others.includes(widths[rid]);
-  };
-  while (Date.now() - start < timeout) {
-    if (await onLayer()) {
-      const took = Date.now() - start;
-      const frames = last.framesDecoded;
-      await sleep(1000);
-      assert.ok(await onLayer(), `${what}: stays on layer ${rid} (${JSON.stringify(widths)}, got ${last.frameWidth})`);
-      assert.ok(last.framesDecoded > frames, `${what}: frames keep coming`);
-      return took;
-    }
-    await sleep(200);
-  }
-  assert.fail(`${what}: expected layer ${rid} within ${timeout} ms; layers ${JSON.stringify(widths)}, got ${JSON.stringify(last)}`);
-}
 
 /** Samples `page`'s decoded frames of `peer` for `ms`; returns the longest
  * stretch without a new frame and the frames decoded. */
@@ -141,18 +97,39 @@ const adaptSkip = process.env.APARTE_NETWORK_ADAPT === '1'
 
 test('a capped subscriber gets the low layer, an uncapped one keeps the high, and back up when lifted', { timeout: 240000, skip: adaptSkip }, async () => {
   const { alice, bob, carol, aliceId, close } = await meeting();
-  await expectLayer(bob, alice, aliceId, 'h', 'bob, uncapped');
-  await expectLayer(carol, alice, aliceId, 'h', 'carol, before the cap', 30000);
+  await expectLayer(bob, alice, aliceId, 'top', 'bob, uncapped');
+  await expectLayer(carol, alice, aliceId, 'top', 'carol, before the cap', 30000);
 
   // Carol's downlink is capped at 300 kbit/s.
   await env.link.set('down rate=300000');
   const adapt = await expectLayer(carol, alice, aliceId, 'l', 'carol, capped at 300 kbps', 20000);
   console.log(`# carol moved to the low layer ${adapt} ms after the cap (link: ${await env.link.set('stats')})`);
-  await expectLayer(bob, alice, aliceId, 'h', 'bob, still uncapped', 3000);
+  await expectLayer(bob, alice, aliceId, 'top', 'bob, still uncapped', 3000);
 
   // The cap is lifted: Carol goes back up.
   await env.link.set('clear');
-  const recover = await expectLayer(carol, alice, aliceId, 'h', 'carol, cap lifted', 30000);
+  const recover = await expectLayer(carol, alice, aliceId, 'top', 'carol, cap lifted', 30000);
   console.log(`# carol back on the high layer ${recover} ms after the cap was lifted`);
   await close();
+});
+
+test('with UDP blocked, a page sends media over TCP, says so, and decodes', { timeout: 120000 }, async () => {
+  await env.link.set('udp block');
+  try {
+    const { alice, carol, aliceId, close } = await meeting();
+    const start = Date.now();
+    while (!((await cameraFrom(carol, aliceId))?.framesDecoded > 30)) {
+      assert.ok(Date.now() - start < 30000, `carol decodes alice over TCP (${JSON.stringify(await cameraFrom(carol, aliceId))})`);
+      await sleep(250);
+    }
+    assert.equal(await carol.evaluate(() => window.aparte.diagnostics().transport()), 'tcp');
+    assert.match(await carol.locator('#transport').textContent(), /TCP/);
+    assert.equal(await alice.evaluate(() => window.aparte.diagnostics().transport()), 'udp');
+    const link = await env.link.set('stats');
+    assert.match(link, /blocked=[1-9]/, `UDP was tried and dropped: ${link}`);
+    console.log(`# over TCP: ${link}`);
+    await close();
+  } finally {
+    await env.link.set('udp pass');
+  }
 });

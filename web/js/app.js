@@ -686,9 +686,24 @@ class Meeting {
   }
 
   #mediaState(state) {
-    if (state === 'connected') banner('');
+    if (state === 'connected') {
+      banner('');
+      this.#showTransport();
+    }
     else if (state === 'disconnected') banner(t('error.mediaReconnecting'), 'info');
     else if (state === 'failed') banner(t('error.mediaLost'));
+  }
+
+  /** Says whether media goes over UDP or, where UDP is blocked, over TCP. */
+  async #showTransport() {
+    this.transport = (await this.session?.transport()) ?? null;
+    this.relabelTransport();
+  }
+
+  relabelTransport() {
+    const el = $('transport');
+    el.hidden = !this.transport;
+    if (this.transport) el.textContent = t(this.transport === 'tcp' ? 'meeting.transportTcp' : 'meeting.transportUdp');
   }
 
   #signalingClosed() {
@@ -750,6 +765,7 @@ class Meeting {
       connection: this.session?.pc.connectionState ?? 'closed',
       stats: () => this.session?.inboundStats() ?? Promise.resolve([]),
       pc: () => this.session?.pc ?? null,
+      transport: () => this.session?.transport() ?? Promise.resolve(null),
       e2ee: {
         inGroup: this.inGroup,
         roster: [...this.roster],
@@ -780,7 +796,10 @@ function start() {
   if (m && ROOM_RE.test(m[1])) {
     const secret = location.hash.slice(1);
     const meeting = new Meeting(m[1], SECRET_RE.test(secret) ? secret : null);
-    onLangChange(() => meeting.view.relabel());
+    onLangChange(() => {
+      meeting.view.relabel();
+      meeting.relabelTransport();
+    });
     window.aparte = { diagnostics: () => meeting.diagnostics() };
     meeting.prejoin();
   } else {

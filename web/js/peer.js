@@ -125,6 +125,19 @@ export class PeerSession {
     if (sender) await sender.replaceTrack(track);
   }
 
+  /** How media reaches the server now: 'udp', 'tcp', or null before ICE
+   * has chosen a path. */
+  async transport() {
+    const report = await this.pc.getStats();
+    for (const s of report.values()) {
+      if (s.type !== 'transport' || !s.selectedCandidatePairId) continue;
+      const pair = report.get(s.selectedCandidatePairId);
+      const local = pair && report.get(pair.localCandidateId);
+      if (local?.protocol) return local.protocol;
+    }
+    return null;
+  }
+
   /** Inbound media counters per remote track, for the UI and diagnostics. */
   async inboundStats() {
     const out = [];

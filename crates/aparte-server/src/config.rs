@@ -58,6 +58,18 @@ pub struct Args {
     #[arg(long, env = "APARTE_MEDIA_LISTEN")]
     pub media_listen: Option<SocketAddr>,
 
+    /// Address of the first media TCP listener, for browsers on networks
+    /// that block UDP (ICE-TCP, RFC 6544): one port per media thread, as
+    /// for UDP (443 suits a LAN whose web server is elsewhere).
+    /// [default: the media listen address, over TCP]
+    #[arg(long, env = "APARTE_MEDIA_TCP_LISTEN")]
+    pub media_tcp_listen: Option<SocketAddr>,
+
+    /// Do not offer media over TCP.
+    #[arg(long, env = "APARTE_NO_MEDIA_TCP")]
+    #[serde(default)]
+    pub no_media_tcp: bool,
+
     /// Media threads (1 to 64): rooms are spread over them, a room stays on
     /// one. [default: the number of cores, at most 8]
     #[arg(long, env = "APARTE_MEDIA_THREADS")]
@@ -218,6 +230,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// UDP media address of the first media thread.
     pub media_listen: SocketAddr,
+    /// TCP media address of the first media thread (`None`: media over UDP
+    /// only).
+    pub media_tcp_listen: Option<SocketAddr>,
     /// Media threads, each with its own port.
     pub media_threads: usize,
     /// ICE host candidate addresses (empty: derived from `media_listen`).
@@ -267,6 +282,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             media_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10000)),
+            media_tcp_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 10000))),
             media_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             media_addresses: Vec::new(),
             max_participants: aparte_proto::DEFAULT_PARTICIPANTS_PER_ROOM,
@@ -324,12 +340,23 @@ impl Config {
             (None, None) => Tls::Off,
             _ => anyhow::bail!("tls_cert and tls_key go together"),
         };
+        let media_listen = args
+            .media_listen
+            .or(file.media_listen)
+            .unwrap_or(d.media_listen);
+        let media_tcp_listen = if args.no_media_tcp || file.no_media_tcp {
+            None
+        } else {
+            Some(
+                args.media_tcp_listen
+                    .or(file.media_tcp_listen)
+                    .unwrap_or(media_listen),
+            )
+        };
         let config = Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
-            media_listen: args
-                .media_listen
-                .or(file.media_listen)
-                .unwrap_or(d.media_listen),
+            media_listen,
+            media_tcp_listen,
             media_threads: args
                 .media_threads
                 .or(file.media_threads)
@@ -408,6 +435,12 @@ impl Config {
             "media_listen's port plus media_threads passes 65535"
         );
         anyhow::ensure!(
+            self.media_tcp_listen.is_none_or(
+                |t| t.port() == 0 || usize::from(t.port()) + self.media_threads <= 65536
+            ),
+            "media_tcp_listen's port plus media_threads passes 65535"
+        );
+        anyhow::ensure!(
             (1..=aparte_proto::TrackSource::ALL.len()).contains(&self.max_tracks),
             "max_tracks is 1 to 4"
         );
@@ -452,6 +485,7 @@ impl Config {
         Config {
             listen: SocketAddr::new(lo, 0),
             media_listen: SocketAddr::new(lo, 0),
+            media_tcp_listen: Some(SocketAddr::new(lo, 0)),
             data_dir: std::env::temp_dir().join(format!("aparte-test-{}-{n}", std::process::id())),
             ..Config::default()
         }

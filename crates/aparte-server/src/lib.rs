@@ -27,6 +27,7 @@ pub mod privacy;
 pub mod serve;
 pub mod state;
 pub mod storage;
+pub mod tcp;
 pub mod tls;
 pub mod udp;
 pub mod ws;
@@ -135,10 +136,25 @@ pub async fn start_with_tap(
             .with_context(|| format!("binding UDP media on {bind}"))?;
         let addr = udp.local_addr()?;
         media_addrs.push(addr);
+        let tcp = match config.media_tcp_listen {
+            Some(mut tcp_bind) => {
+                if tcp_bind.port() != 0 {
+                    tcp_bind.set_port(tcp_bind.port() + i as u16);
+                }
+                let tcp = std::net::TcpListener::bind(tcp_bind)
+                    .with_context(|| format!("binding TCP media on {tcp_bind}"))?;
+                tcp.set_nonblocking(true)?;
+                Some(tcp)
+            }
+            None => None,
+        };
         let candidates = config.media_candidates(addr);
         let first = *candidates.first().context("no media candidate address")?;
         let mut sfu_config = aparte_sfu::SfuConfig::new(first);
         sfu_config.candidates = candidates;
+        if let Some(t) = &tcp {
+            sfu_config.tcp_candidates = config.media_candidates(t.local_addr()?);
+        }
         sfu_config.max_participants_per_room = config.max_participants;
         sfu_config.max_tracks_per_participant = config.max_tracks;
         sfu_config.max_lobby = config.max_lobby;
@@ -148,6 +164,7 @@ pub async fn start_with_tap(
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         media::spawn(
             udp.into_std()?,
+            tcp,
             sfu_config,
             tap.take(),
             rx,

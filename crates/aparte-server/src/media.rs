@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aparte_proto::{ClientMsg, ErrorCode, ParticipantId, RoomId, ServerMsg};
+use aparte_sfu::Protocol;
 use aparte_sfu::{
     Admission, JoinError, JoinRequest, Output, RoomUpdate, Sfu, SfuConfig, StoredRoom,
 };
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::tcp::{self, Connections, TcpEvent};
 use crate::udp;
 
 /// Batches read in one go before the loop looks at anything else.
@@ -150,6 +152,7 @@ pub type PersistTx = std::sync::mpsc::Sender<(RoomId, Option<StoredRoom>)>;
 /// until `stop` fires or every command sender is gone.
 pub fn spawn(
     udp: std::net::UdpSocket,
+    tcp: Option<std::net::TcpListener>,
     config: SfuConfig,
     tap: Option<aparte_sfu::Tap>,
     cmds: mpsc::Receiver<MediaCmd>,
@@ -180,8 +183,15 @@ pub fn spawn(
                         return;
                     }
                 };
+                let tcp = tcp.and_then(|t| match TcpListener::from_std(t) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::error!(%e, "media TCP listener unusable; media over UDP only");
+                        None
+                    }
+                });
                 tokio::select! {
-                    () = run(udp, config, tap, cmds, persist) => {}
+                    () = run(udp, tcp, config, tap, cmds, persist) => {}
                     _ = stop => {}
                 }
             });
@@ -192,6 +202,7 @@ pub fn spawn(
 /// Runs the media loop until every command sender is gone.
 async fn run(
     udp: UdpSocket,
+    tcp: Option<TcpListener>,
     config: SfuConfig,
     tap: Option<aparte_sfu::Tap>,
     mut cmds: mpsc::Receiver<MediaCmd>,
@@ -207,6 +218,15 @@ async fn run(
             return;
         }
     };
+    // The same for TCP: frames come from connections to the TCP candidate.
+    let tcp_local = match (
+        tcp.as_ref().map(TcpListener::local_addr),
+        config.tcp_candidates.first(),
+    ) {
+        (Some(Ok(a)), _) if !a.ip().is_unspecified() => Some(a),
+        (Some(_), Some(&c)) => Some(c),
+        _ => None,
+    };
     let mut sfu = Sfu::new(config);
     if let Some(tap) = tap {
         sfu.set_tap(tap);
@@ -214,10 +234,12 @@ async fn run(
     let mut conns: HashMap<ParticipantId, ConnTx> = HashMap::new();
     let mut rx = udp::Receiver::default();
     let mut tx = udp::Sender::default();
-    info!(media = %local, "media loop started");
+    let mut tcp_conns = Connections::default();
+    let (tcp_events_tx, mut tcp_events) = mpsc::channel::<TcpEvent>(tcp::IN_FRAMES);
+    info!(media = %local, tcp = ?tcp_local, "media loop started");
 
     loop {
-        flush(&mut sfu, &mut tx, &mut conns, &persist);
+        flush(&mut sfu, &mut tx, &mut tcp_conns, &mut conns, &persist);
         write_out(&udp, &mut tx);
         let wake = sfu
             .poll_timeout()
@@ -261,6 +283,28 @@ async fn run(
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { return };
                 handle_cmd(&mut sfu, &mut conns, cmd);
+            }
+            accepted = async { tcp.as_ref()?.accept().await.ok() }, if tcp.is_some() => {
+                if let Some((stream, peer)) = accepted {
+                    tcp_conns.accept(stream, peer, tcp_events_tx.clone());
+                }
+            }
+            event = tcp_events.recv() => {
+                let now = Instant::now();
+                let mut event = event;
+                // Take what queued meanwhile before going out to send.
+                for _ in 0..udp::BATCH {
+                    match event.take() {
+                        Some(TcpEvent::Frame { peer, data }) => {
+                            if let Some(local) = tcp_local {
+                                sfu.handle_tcp_frame(now, peer, local, &data);
+                            }
+                        }
+                        Some(TcpEvent::Closed { peer }) => tcp_conns.closed(peer),
+                        None => break,
+                    }
+                    event = tcp_events.try_recv().ok();
+                }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                 sfu.handle_timeout(Instant::now());
@@ -317,10 +361,12 @@ fn handle_cmd(sfu: &mut Sfu, conns: &mut HashMap<ParticipantId, ConnTx>, cmd: Me
     }
 }
 
-/// Carries out everything the SFU asked for; datagrams go to `tx`.
+/// Carries out everything the SFU asked for; datagrams go to `tx`, or to
+/// their TCP connection.
 fn flush(
     sfu: &mut Sfu,
     tx: &mut udp::Sender,
+    tcp: &mut Connections,
     conns: &mut HashMap<ParticipantId, ConnTx>,
     persist: &PersistTx,
 ) {
@@ -328,6 +374,12 @@ fn flush(
     loop {
         while let Some(out) = sfu.poll_output() {
             match out {
+                Output::Transmit {
+                    proto: Protocol::Tcp,
+                    destination,
+                    contents,
+                    ..
+                } => tcp.send(destination, contents),
                 Output::Transmit {
                     destination,
                     contents,

@@ -33,6 +33,15 @@ pub(crate) const INITIAL_ESTIMATE: u64 = 2_500_000;
 /// The rate taken for each audio track a receiver gets (Opus at its
 /// browsers' default, with packet overhead).
 const AUDIO_BPS: u64 = 40_000;
+/// How often str0m reports each stream's receiver-reported loss.
+pub(crate) const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// Loss (fraction, from receiver reports) that marks a receiver's downlink
+/// as congested (the threshold at which GCC's loss-based control cuts the
+/// rate). Random loss of a few percent is repaired by resends and is no
+/// reason to drop a layer.
+pub(crate) const CONGESTED_LOSS: f32 = 0.10;
+/// How long one report of such loss counts.
+pub(crate) const CONGESTION_MEMORY: Duration = Duration::from_secs(3);
 /// How long a switch waits for its keyframe before asking again.
 const SWITCH_RETRY: Duration = Duration::from_secs(1);
 
@@ -63,7 +72,7 @@ impl Sfu {
         p.speaker = speaker;
         p.layout_changed = true;
         self.allocate(now, from);
-        self.tell_layers();
+        self.tell_layers(now);
     }
 
     /// Decides every receiver's layers, then tells publishers what to encode.
@@ -72,7 +81,7 @@ impl Sfu {
         for id in ids {
             self.allocate(now, id);
         }
-        self.tell_layers();
+        self.tell_layers(now);
     }
 
     /// Decides the layers of receiver `id`'s videos and asks for the
@@ -106,8 +115,21 @@ impl Sfu {
             index.push(i);
             current.push(t.choice.target);
         }
-        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE);
-        let budget = (estimate / 10 * 9).saturating_sub(audio);
+        // A delay-based estimate also falls when nothing is congested: a
+        // busy machine delays the receiver's feedback as a queue would, and
+        // a receiver that gets little (small tiles) makes it read little.
+        // Without loss in the receiver's reports, the highest estimate of the
+        // last 20 s stands, and what it gets now stays affordable; with loss,
+        // the estimate of the moment rules.
+        let congested = p.congested_until.is_some_and(|t| now < t);
+        let mut estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE);
+        if !congested {
+            estimate = estimate.max(p.peak_estimate.map_or(0, |(peak, _)| peak));
+        }
+        let mut budget = (estimate / 10 * 9).saturating_sub(audio);
+        if !congested {
+            budget = budget.max(alloc::need(&wants, &current));
+        }
         let ideal = alloc::allocate(budget, estimate.saturating_sub(audio), &wants);
         let best = alloc::need(&wants, &alloc::allocate(u64::MAX, u64::MAX, &wants)) + audio;
 
@@ -131,7 +153,7 @@ impl Sfu {
                 .iter()
                 .map(|w| w.layers.map(|l| l.map_or(0, |l| l.bps)))
                 .collect();
-            debug!(participant = %id, estimate, ?decided, ?rates, "layers");
+            debug!(participant = %id, estimate, congested, ?decided, ?rates, "layers");
         }
         for (&i, target) in index.iter().zip(decided) {
             let t = &mut p.outgoing[i];
@@ -153,7 +175,7 @@ impl Sfu {
 
     /// Tells each simulcast publisher which layers someone receives (or
     /// waits for), when that changed. The lowest layer stays on.
-    fn tell_layers(&mut self) {
+    fn tell_layers(&mut self, now: Instant) {
         let mut used: HashMap<TrackKey, [bool; LAYERS]> = HashMap::new();
         for p in self.participants.values() {
             for t in p.outgoing.iter().filter(|t| !t.key.1.is_audio()) {
@@ -179,6 +201,13 @@ impl Sfu {
                     continue;
                 }
                 p.layers_told.insert(source, active);
+                for ((on, paused), resumed) in
+                    active.iter().zip(&layers.paused).zip(&mut layers.resumed)
+                {
+                    if *on && *paused {
+                        *resumed = Some(now);
+                    }
+                }
                 layers.paused = active.map(|a| !a);
                 self.out.push_back(Output::Signal {
                     to: p.id,

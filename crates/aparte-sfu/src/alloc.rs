@@ -41,11 +41,20 @@ pub struct Want {
 /// What a layer is taken to cost before its rate is measured, bits per second.
 const NOMINAL_BPS: [u64; LAYERS] = [150_000, 500_000, 1_500_000];
 
+/// What layer `l` costs: its measured rate or, before it was measured, its
+/// nominal rate scaled as the nearest measured higher layer is to its own
+/// nominal rate (a publisher whose top layer sends 300 kbit/s is not taken
+/// to spend 500 on its middle one).
 fn cost(w: &Want, l: Layer) -> u64 {
     let l = usize::from(l);
     match w.layers[l] {
         Some(info) if info.bps > 0 => info.bps,
-        _ => NOMINAL_BPS[l],
+        _ => (l + 1..LAYERS)
+            .find_map(|h| {
+                let bps = w.layers[h]?.bps;
+                (bps > 0).then(|| NOMINAL_BPS[l] * bps / NOMINAL_BPS[h])
+            })
+            .unwrap_or(NOMINAL_BPS[l]),
     }
 }
 
@@ -113,24 +122,22 @@ pub fn allocate(budget: u64, floor: u64, wants: &[Want]) -> Vec<Option<Layer>> {
         }
         first = false;
     }
-    // Then each climbs, in order, as far as its tile and the budget allow.
+    // Then each climbs, in order, to the highest layer its tile is worth
+    // that the budget allows.
     for &i in &order {
         let w = &wants[i];
-        let (Some(mut now), Some(top)) = (out[i], cap(w)) else {
+        let (Some(now), Some(top)) = (out[i], cap(w)) else {
             continue;
         };
-        for l in now + 1..=top {
-            if w.layers[usize::from(l)].is_none() {
-                continue;
-            }
-            let extra = cost(w, l).saturating_sub(cost(w, now));
-            if extra > left {
-                break;
-            }
-            left -= extra;
-            now = l;
+        let base = cost(w, now);
+        let best = (now + 1..=top)
+            .rev()
+            .filter(|&l| w.layers[usize::from(l)].is_some())
+            .find(|&l| cost(w, l).saturating_sub(base) <= left);
+        if let Some(l) = best {
+            left -= cost(w, l).saturating_sub(base);
+            out[i] = Some(l);
         }
-        out[i] = Some(now);
     }
     out
 }
@@ -285,6 +292,29 @@ mod tests {
         assert_eq!(allocate(300_000, 300_000, &wants), vec![Some(0)]);
         assert_eq!(allocate(700_000, 700_000, &wants), vec![Some(1)]);
         assert_eq!(allocate(2_000_000, 2_000_000, &wants), vec![Some(2)]);
+    }
+
+    #[test]
+    fn an_unmeasured_layer_costs_no_more_than_a_measured_higher_one() {
+        // The middle layer was never sent: it is not taken to cost its
+        // nominal 500 kbit/s when the top one measured 300.
+        let mut w = camera(Shown::Full);
+        w.layers = [
+            Some(LayerInfo {
+                bps: 30_000,
+                width: Some(320),
+            }),
+            Some(LayerInfo {
+                bps: 0,
+                width: Some(640),
+            }),
+            Some(LayerInfo {
+                bps: 300_000,
+                width: Some(1280),
+            }),
+        ];
+        assert_eq!(allocate(350_000, 350_000, &[w]), vec![Some(2)]);
+        assert_eq!(allocate(250_000, 250_000, &[w]), vec![Some(1)]);
     }
 
     #[test]

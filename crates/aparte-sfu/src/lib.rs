@@ -78,7 +78,8 @@ use rand::{RngCore, SeedableRng};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::crypto::{CryptoProvider, from_feature_flags};
 use str0m::media::KeyframeRequestKind;
-use str0m::net::{DatagramRecv, Protocol, Receive};
+pub use str0m::net::Protocol;
+use str0m::net::{DatagramRecv, Receive, TcpType};
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
@@ -98,6 +99,10 @@ pub struct SfuConfig {
     /// Addresses given to clients as ICE host candidates (the media socket's
     /// reachable addresses).
     pub candidates: Vec<SocketAddr>,
+    /// Addresses given as passive ICE-TCP host candidates (RFC 6544), for
+    /// networks that block UDP: the caller accepts TCP connections there
+    /// and passes each RFC 4571 frame to [`Sfu::handle_tcp_frame`].
+    pub tcp_candidates: Vec<SocketAddr>,
     /// Most participants in one room.
     pub max_participants_per_room: usize,
     /// Least time between two keyframe requests sent to one published track.
@@ -156,6 +161,7 @@ impl SfuConfig {
     pub fn new(candidate: SocketAddr) -> Self {
         SfuConfig {
             candidates: vec![candidate],
+            tcp_candidates: Vec::new(),
             max_participants_per_room: aparte_proto::DEFAULT_PARTICIPANTS_PER_ROOM,
             keyframe_throttle: Duration::from_millis(500),
             max_tracks_per_participant: TrackSource::ALL.len(),
@@ -171,8 +177,11 @@ impl SfuConfig {
 /// Something the caller must do.
 #[derive(Debug)]
 pub enum Output {
-    /// Send a UDP datagram.
+    /// Send a datagram: over UDP, or as one RFC 4571 frame on the TCP
+    /// connection between `source` and `destination`.
     Transmit {
+        /// UDP or TCP.
+        proto: Protocol,
         /// Local address to send from.
         source: SocketAddr,
         /// Where to.
@@ -282,8 +291,9 @@ pub struct Sfu {
     waiting: HashMap<ParticipantId, RoomId>,
     /// Randomness for seats and moderator keys.
     rng: rand::rngs::StdRng,
-    /// Source addresses already validated by ICE, to their participant.
-    by_addr: HashMap<SocketAddr, ParticipantId>,
+    /// Source addresses (UDP, or TCP connections) already validated by ICE,
+    /// to their participant.
+    by_addr: HashMap<(Protocol, SocketAddr), ParticipantId>,
     /// Participants by the local ICE ufrag of their `Rtc`: a binding request
     /// from a new address names it, so routing it is one lookup (a scan of
     /// every participant per unknown datagram let anyone spraying datagrams
@@ -429,6 +439,9 @@ impl Sfu {
             // TWCC estimates of each receiver's downlink drive its layers
             // (`adapt.rs`).
             .enable_bwe(Some(Bitrate::bps(adapt::INITIAL_ESTIMATE)))
+            // Receiver reports' loss, once a second: the sign of congestion
+            // that a move down waits for (`adapt.rs`).
+            .set_stats_interval(Some(adapt::STATS_INTERVAL))
             .build(now);
         for &addr in &self.config.candidates {
             match Candidate::host(addr, "udp") {
@@ -436,6 +449,19 @@ impl Sfu {
                     rtc.add_local_candidate(c);
                 }
                 Err(e) => warn!(%e, "media candidate refused"),
+            }
+        }
+        for &addr in &self.config.tcp_candidates {
+            let tcp = Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build();
+            match tcp {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!(%e, "media TCP candidate refused"),
             }
         }
         // Start the ICE agent's clock: without a first timeout it asks for no
@@ -672,6 +698,31 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        self.handle_packet(now, Protocol::Udp, source, destination, data);
+    }
+
+    /// Handles one RFC 4571 frame (its payload, without the length) read
+    /// from the TCP connection `source` made to `destination`, one of the
+    /// [`SfuConfig::tcp_candidates`]. What goes back on that connection comes
+    /// out as [`Output::Transmit`] with [`Protocol::Tcp`].
+    pub fn handle_tcp_frame(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        self.handle_packet(now, Protocol::Tcp, source, destination, data);
+    }
+
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
         let Ok(contents) = DatagramRecv::try_from(data) else {
             self.stats.datagrams_unmatched += 1;
             return;
@@ -679,7 +730,7 @@ impl Sfu {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -687,7 +738,7 @@ impl Sfu {
         );
         let known = self
             .by_addr
-            .get(&source)
+            .get(&(proto, source))
             .copied()
             .filter(|id| self.participants.contains_key(id));
         let id = match known {
@@ -705,7 +756,7 @@ impl Sfu {
                     self.stats.datagrams_unmatched += 1;
                     return;
                 };
-                self.by_addr.insert(source, id);
+                self.by_addr.insert((proto, source), id);
                 id
             }
         };
@@ -967,6 +1018,7 @@ impl Sfu {
                 }
                 Ok(RtcOutput::Transmit(t)) => {
                     self.out.push_back(Output::Transmit {
+                        proto: t.proto,
                         source: t.source,
                         destination: t.destination,
                         contents: t.contents.into(),
@@ -992,8 +1044,13 @@ impl Sfu {
                 }
                 Event::RtpPacket(pkt) => self.forward(id, pkt),
                 Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                    p.note_estimate(estimate.as_u64());
+                    p.note_estimate(now, estimate.as_u64());
                     debug!(participant = %id, estimate = estimate.as_u64(), taken = ?p.estimate, "downlink estimate");
+                }
+                Event::MediaEgressStats(stats)
+                    if stats.loss.is_some_and(|l| l >= adapt::CONGESTED_LOSS) =>
+                {
+                    p.congested_until = Some(now + adapt::CONGESTION_MEMORY);
                 }
                 Event::KeyframeRequest(req) => {
                     // The receiver lost its reference: a keyframe of the layer

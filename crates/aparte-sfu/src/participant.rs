@@ -14,6 +14,9 @@ use crate::budget::Budget;
 use crate::forward::SeqMap;
 use crate::simulcast::{Continuity, LAYERS, Layer, LayerChoice, PublishedLayers, RIDS};
 
+/// How long the highest recent estimate of a downlink is remembered.
+pub(crate) const PEAK_MEMORY: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The key of a published track: whose, and which source.
 pub(crate) type TrackKey = (ParticipantId, TrackSource);
 
@@ -56,6 +59,10 @@ pub(crate) struct Participant {
     pub estimate: Option<u64>,
     /// The rate its last allocation needs, bits per second.
     pub allocated: u64,
+    /// Until when its receiver reports count as congested (loss seen).
+    pub congested_until: Option<Instant>,
+    /// The highest estimate of the last [`PEAK_MEMORY`], and when it came.
+    pub peak_estimate: Option<(u64, Instant)>,
     /// Hysteresis of its layer allocation.
     pub hysteresis: Hysteresis,
     /// When this participant last had a keyframe request passed on, per mid
@@ -158,6 +165,8 @@ impl Participant {
             layout_changed: false,
             estimate: None,
             allocated: 0,
+            congested_until: None,
+            peak_estimate: None,
             hysteresis: Hysteresis::default(),
         }
     }
@@ -210,7 +219,13 @@ impl Participant {
     /// either way); otherwise the previous figure stands, and a layer taken
     /// up on its strength is corrected by the next drop if the link did
     /// shrink.
-    pub fn note_estimate(&mut self, estimate: u64) {
+    pub fn note_estimate(&mut self, now: Instant, estimate: u64) {
+        let stale = self.peak_estimate.is_none_or(|(peak, at)| {
+            estimate >= peak || now.saturating_duration_since(at) > PEAK_MEMORY
+        });
+        if stale {
+            self.peak_estimate = Some((estimate, now));
+        }
         let keep = self.estimate.is_some_and(|previous| {
             estimate < previous && self.allocated < previous / 2 && estimate >= self.allocated
         });

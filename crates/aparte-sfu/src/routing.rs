@@ -206,6 +206,13 @@ impl Sfu {
             };
             if fresh && video {
                 tx.set_rtx_cache(RESEND_BUFFER_VIDEO, RESEND_AGE, Some(RESEND_RATIO_CAP));
+                // Forwarded as it comes, not held to the estimate by str0m's
+                // pacer: the publisher's encoder already paces it, and what
+                // reaches each receiver is decided by the layers chosen for
+                // it (`adapt.rs`), which follow the estimate only when loss
+                // confirms it. A pacer holding 1.2 Mbit/s of video to an
+                // estimate read low on a busy machine stalled it for seconds.
+                tx.set_unpaced(true);
             }
             let mut write = RtpWrite::new(
                 header.payload_type,

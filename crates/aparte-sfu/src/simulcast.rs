@@ -154,6 +154,8 @@ pub(crate) struct PublishedLayers {
     pub simulcast: bool,
     /// Layers the publisher was told to stop, as nobody receives them.
     pub paused: [bool; LAYERS],
+    /// When each layer was last asked for again after a stop.
+    pub resumed: [Option<Instant>; LAYERS],
     /// The newest sequence number of each layer.
     newest: [Option<u64>; LAYERS],
 }
@@ -198,7 +200,12 @@ impl PublishedLayers {
     pub fn layers(&self, now: Instant) -> [Option<LayerInfo>; LAYERS] {
         std::array::from_fn(|l| {
             let r = &self.rates[l];
-            let available = r.active(now) || (self.paused[l] && r.last_packet.is_some());
+            // A layer just asked for again counts while the publisher
+            // starts it.
+            let resuming =
+                self.resumed[l].is_some_and(|t| now.saturating_duration_since(t) < LAYER_GONE * 2);
+            let available =
+                r.active(now) || (r.last_packet.is_some() && (self.paused[l] || resuming));
             available.then(|| LayerInfo {
                 bps: r.bps(),
                 width: self.size[l].map(|s| s.0),
