@@ -61,6 +61,9 @@ pub struct ServerHandle {
     pub http_addr: SocketAddr,
     /// Where the UDP media sockets listen, one per media thread.
     pub media_addrs: Vec<SocketAddr>,
+    /// The media TCP listeners' addresses, one per media thread (none when
+    /// media over TCP is off).
+    pub media_tcp_addrs: Vec<SocketAddr>,
     /// Whether signaling is served over TLS.
     pub tls: bool,
     /// SHA-256 of the TLS certificate, when the server made it itself.
@@ -126,6 +129,7 @@ pub async fn start_with_tap(
     let mut media_tx = Vec::with_capacity(threads);
     let mut media_stops = Vec::with_capacity(threads);
     let mut media_addrs = Vec::with_capacity(threads);
+    let mut media_tcp_addrs = Vec::with_capacity(threads);
     for i in 0..threads {
         let mut bind = config.media_listen;
         if bind.port() != 0 {
@@ -144,6 +148,7 @@ pub async fn start_with_tap(
                 let tcp = std::net::TcpListener::bind(tcp_bind)
                     .with_context(|| format!("binding TCP media on {tcp_bind}"))?;
                 tcp.set_nonblocking(true)?;
+                media_tcp_addrs.push(tcp.local_addr()?);
                 Some(tcp)
             }
             None => None,
@@ -195,6 +200,7 @@ pub async fn start_with_tap(
     Ok(ServerHandle {
         http_addr,
         media_addrs,
+        media_tcp_addrs,
         tls: is_tls,
         self_signed_fingerprint: fingerprint,
         shutdown: Some(shutdown_tx),

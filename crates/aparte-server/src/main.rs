@@ -26,8 +26,13 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let server = aparte_server::start(config).await?;
     // Printed whatever the log level: it is the operator's next step.
+    let tcp = if server.media_tcp_addrs.is_empty() {
+        String::new()
+    } else {
+        format!(", TCP {}", media_ports(&server.media_tcp_addrs))
+    };
     println!(
-        "Aparté is ready: open {} in a browser (media on UDP {})",
+        "Aparté is ready: open {} in a browser (media on UDP {}{tcp})",
         display_url(server.http_addr, server.tls),
         media_ports(&server.media_addrs)
     );
