@@ -573,6 +573,9 @@ class Meeting {
       case 'mls_create_group':
         this.worker.postMessage({ op: 'signal', text: JSON.stringify(msg) });
         break;
+      case 'ice_servers':
+        this.session?.useIceServers(msg.servers);
+        break;
       case 'layers':
         // Encode only the camera layers someone receives.
         this.offers = this.offers.then(() => this.session?.setLayers(msg.source, msg.active));

@@ -32,7 +32,9 @@ export class PeerSession {
   constructor(handlers, worker) {
     this.handlers = handlers;
     this.worker = worker;
-    // No ICE servers: the SFU is reachable directly, and nothing may reach a third party.
+    // No ICE servers unless the server gives its organisation's TURN relay
+    // (`useIceServers`): the SFU is reachable directly, over UDP or TCP,
+    // and nothing may reach a third party.
     this.pc = new RTCPeerConnection({
       iceServers: [],
       bundlePolicy: 'max-bundle',
@@ -56,6 +58,14 @@ export class PeerSession {
       this.handlers.onTrack(info.peer, info.source, ev.track);
     };
     this.pc.onconnectionstatechange = () => this.handlers.onState(this.pc.connectionState);
+  }
+
+  /** The organisation's TURN servers, with expiring credentials, from its
+   * server (`ice_servers`, before the first offer): for networks where media
+   * reaches the server neither over UDP nor TCP. */
+  useIceServers(servers) {
+    const iceServers = servers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+    this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
   }
 
   /** Applies a server offer and returns the answer SDP. */

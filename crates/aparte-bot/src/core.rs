@@ -503,6 +503,8 @@ impl BotCore {
             }
             ServerMsg::Relay { .. } => {}
             ServerMsg::Layers { source, active } => self.set_layers(source, &active),
+            // Bots reach the server directly.
+            ServerMsg::IceServers { .. } => {}
             ServerMsg::Error { code, message } => {
                 self.control.errors.push(code);
                 if !Self::survives(code) && !self.config.stubborn {

@@ -20,8 +20,8 @@ pub use error::{ErrorCode, ParseError};
 pub use ids::{IdError, ParticipantId, RoomId, Token, TokenError};
 pub use keys::{KeyHash, KeyPurpose, room_for_host_key};
 pub use msg::{
-    ClientMsg, PeerInfo, PublishSlots, RemoteTrack, Role, RoomState, ServerMsg, TileView,
-    TrackSource, parse_client_msg, parse_server_msg,
+    ClientMsg, IceServer, PeerInfo, PublishSlots, RemoteTrack, Role, RoomState, ServerMsg,
+    TileView, TrackSource, parse_client_msg, parse_server_msg,
 };
 
 /// The protocol version this build speaks.

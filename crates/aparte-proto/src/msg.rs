@@ -151,6 +151,19 @@ pub enum ClientMsg {
     },
 }
 
+/// A TURN server and its time-limited credentials (the TURN REST scheme:
+/// the username carries the expiry, the credential is an HMAC of it under a
+/// secret shared with the TURN server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:` or `turns:` URLs.
+    pub urls: Vec<String>,
+    /// `<expiry, Unix seconds>:aparte`: nothing about the participant.
+    pub username: String,
+    /// Base64 of HMAC-SHA1(secret, username).
+    pub credential: String,
+}
+
 /// How one received video is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TileView {
@@ -355,6 +368,14 @@ pub enum ServerMsg {
         /// Who should mute, or everyone when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peer: Option<ParticipantId>,
+    },
+    /// The organisation's TURN servers, with credentials that expire, for
+    /// networks where media reaches the server neither over UDP nor TCP.
+    /// Sent before the answer to a join, when the server is configured with
+    /// TURN; the page adds them to its peer connection.
+    IceServers {
+        /// As `RTCIceServer`s.
+        servers: Vec<IceServer>,
     },
     /// Which layers of its simulcast `source` this publisher should encode,
     /// lowest first: the others reach nobody. The lowest stays on while the
@@ -565,6 +586,7 @@ pub fn parse_server_msg(text: &str) -> Result<ServerMsg, ParseError> {
         "moderator_key",
         "room_updated",
         "mute_requested",
+        "ice_servers",
         "layers",
         "error",
     ];

@@ -70,6 +70,18 @@ pub struct Args {
     #[serde(default)]
     pub no_media_tcp: bool,
 
+    /// TURN server URLs given to browsers for networks that allow neither
+    /// UDP nor TCP to the media ports (e.g. turns:turn.example.org:443?transport=tcp);
+    /// repeat or comma-separate. Needs `turn_secret`. See docs/operations.md.
+    #[arg(long = "turn-url", env = "APARTE_TURN_URL", value_delimiter = ',')]
+    #[serde(default)]
+    pub turn_url: Vec<String>,
+
+    /// The secret shared with the TURN server (coturn's static-auth-secret):
+    /// browsers get credentials made from it that expire after 12 hours.
+    #[arg(long, env = "APARTE_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
     /// Media threads (1 to 64): rooms are spread over them, a room stays on
     /// one. [default: the number of cores, at most 8]
     #[arg(long, env = "APARTE_MEDIA_THREADS")]
@@ -224,6 +236,24 @@ pub enum Tls {
 }
 
 /// The resolved configuration.
+/// A TURN relay browsers are given credentials for.
+#[derive(Clone)]
+pub struct Turn {
+    /// `turn:`/`turns:` URLs.
+    pub urls: Vec<String>,
+    /// The secret shared with the TURN server (never printed).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn")
+            .field("urls", &self.urls)
+            .field("secret", &"…")
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// HTTP(S) and WebSocket address.
@@ -233,6 +263,8 @@ pub struct Config {
     /// TCP media address of the first media thread (`None`: media over UDP
     /// only).
     pub media_tcp_listen: Option<SocketAddr>,
+    /// TURN URLs and the secret their credentials are made with.
+    pub turn: Option<Turn>,
     /// Media threads, each with its own port.
     pub media_threads: usize,
     /// ICE host candidate addresses (empty: derived from `media_listen`).
@@ -283,6 +315,7 @@ impl Default for Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             media_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 10000)),
             media_tcp_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 10000))),
+            turn: None,
             media_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
             media_addresses: Vec::new(),
             max_participants: aparte_proto::DEFAULT_PARTICIPANTS_PER_ROOM,
@@ -353,10 +386,20 @@ impl Config {
                     .unwrap_or(media_listen),
             )
         };
+        let turn_urls = pick_vec(args.turn_url, file.turn_url);
+        let turn = match (turn_urls.is_empty(), args.turn_secret.or(file.turn_secret)) {
+            (true, None) => None,
+            (false, Some(secret)) => Some(Turn {
+                urls: turn_urls,
+                secret,
+            }),
+            _ => anyhow::bail!("turn_url and turn_secret go together"),
+        };
         let config = Config {
             listen: args.listen.or(file.listen).unwrap_or(d.listen),
             media_listen,
             media_tcp_listen,
+            turn,
             media_threads: args
                 .media_threads
                 .or(file.media_threads)
@@ -466,6 +509,15 @@ impl Config {
                 "public name {n:?} is not a host name (no scheme, no port)"
             );
         }
+        if let Some(Turn { urls, secret }) = &self.turn {
+            for u in urls {
+                anyhow::ensure!(
+                    u.starts_with("turn:") || u.starts_with("turns:"),
+                    "TURN URL {u:?} does not start with turn: or turns:"
+                );
+            }
+            anyhow::ensure!(secret.len() >= 16, "turn_secret is at least 16 characters");
+        }
         for o in &self.allowed_origins {
             anyhow::ensure!(
                 o.starts_with("https://") || o.starts_with("http://"),
@@ -533,6 +585,18 @@ fn pick_vec<T>(args: Vec<T>, file: Vec<T>) -> Vec<T> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_turn_secret_is_never_printed() {
+        let t = Turn {
+            urls: vec!["turns:turn.example.org:443".into()],
+            secret: "do-not-print-this-secret".into(),
+        };
+        let shown = format!("{t:?}");
+        assert!(shown.contains("turn.example.org"));
+        assert!(!shown.contains("do-not-print"));
+    }
+
     use super::*;
 
     #[test]

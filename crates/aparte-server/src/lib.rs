@@ -29,6 +29,7 @@ pub mod state;
 pub mod storage;
 pub mod tcp;
 pub mod tls;
+pub mod turn;
 pub mod udp;
 pub mod ws;
 

@@ -117,6 +117,12 @@ pub async fn connection(mut socket: WebSocket, shared: Arc<Shared>, ip: IpAddr) 
             ev = rx.recv() => match ev {
                 Some(ConnEvent::Msg(m)) => {
                     conn.observe(&m);
+                    // TURN credentials go to admitted participants only (not
+                    // to the lobby), just before their welcome and so before
+                    // their first offer.
+                    if let (ServerMsg::Welcome { .. }, Some(turn)) = (&m, conn.turn_servers()) {
+                        if send(&mut socket, &turn, stall).await.is_err() { break End::Quiet }
+                    }
                     if send(&mut socket, &m, stall).await.is_err() { break End::Quiet }
                 }
                 Some(ConnEvent::Close(code)) => {
@@ -268,6 +274,17 @@ impl Conn {
             ErrorCode::RateLimited,
             "too many messages: some were dropped",
         ))
+    }
+
+    /// The organisation's TURN servers with fresh credentials, when
+    /// configured.
+    fn turn_servers(&self) -> Option<ServerMsg> {
+        let turn = self.shared.config.turn.as_ref()?;
+        let server =
+            crate::turn::ice_server(&turn.urls, &turn.secret, std::time::SystemTime::now());
+        Some(ServerMsg::IceServers {
+            servers: vec![server],
+        })
     }
 
     /// Follows this participant's role in what the server tells it.

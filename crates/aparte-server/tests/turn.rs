@@ -2,10 +2,14 @@
 //! coturn (Debian's `coturn` package): a client with valid credentials asks
 //! it to relay to loopback, private, shared-address, link-local and cloud
 //! metadata addresses and is refused each time (403 Forbidden IP), while a
-//! public address is allowed, so the test would see a configuration that
-//! refused everything, or nothing.
+//! peer the operator allows (the meeting server's media address) is
+//! allowed, so the test would see a configuration that refused everything,
+//! or nothing. And the Aparté server hands TURN credentials that coturn's
+//! scheme accepts to admitted participants only.
 
 #![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const SECRET: &str = "test-secret-for-turn";
+/// Stands for the Aparté server's public media address.
+const MEDIA_ADDRESS: &str = "198.51.100.7";
 
 fn conf() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/turnserver.conf")
@@ -32,6 +38,8 @@ fn turnserver(dir: &Path, port: u16) -> Child {
     let child = Command::new("turnserver")
         .arg("-c")
         .arg(conf())
+        // The meeting server's media address, as an operator sets it.
+        .args(["--allowed-peer-ip", MEDIA_ADDRESS])
         .args(["--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1"])
         .args(["--listening-port", &port.to_string()])
         .args(["--no-tls", "--no-dtls", "--static-auth-secret", SECRET])
@@ -72,7 +80,9 @@ fn the_documented_coturn_relays_to_no_inside_address() {
         ("192.168.1.1", false),
         ("100.64.1.1", false),
         ("169.254.169.254", false),
-        ("198.51.100.7", true),
+        // Any other public address: the relay is for the meeting only.
+        ("203.0.113.9", false),
+        (MEDIA_ADDRESS, true),
     ];
     for (peer, allowed) in cases {
         // A fresh server per peer: allocations the client leaves behind
@@ -93,4 +103,58 @@ fn the_documented_coturn_relays_to_no_inside_address() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn admitted_participants_get_turn_credentials_and_waiters_none() {
+    use aparte_proto::ServerMsg;
+    let mut config = aparte_server::Config::ephemeral();
+    let url = "turns:turn.example.org:443?transport=tcp".to_owned();
+    config.turn = Some(aparte_server::config::Turn {
+        urls: vec![url.clone()],
+        secret: SECRET.to_owned(),
+    });
+    let server = aparte_server::start(config).await.unwrap();
+    let room = common::room("room-turn");
+    let key = common::host_key(&room);
+    let mut host = common::raw_ws(&server, common::LOOPBACK).await;
+    let join = common::join_json(&room, &format!(r#","key":"{}""#, key.as_str()));
+    common::send(&mut host, &join).await;
+    let first = common::recv(&mut host, Duration::from_secs(5)).await;
+    let Some(ServerMsg::IceServers { servers }) = first else {
+        panic!("TURN servers come first: {first:?}");
+    };
+    assert_eq!(servers.len(), 1);
+    assert_eq!(servers[0].urls, vec![url]);
+    // A credential coturn accepts: HMAC-SHA1 of the username, which is the
+    // expiry, 12 hours ahead, and names nobody.
+    let (expiry, who) = servers[0].username.split_once(':').unwrap();
+    let expiry: u64 = expiry.parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 11 * 3600..=now + 12 * 3600 + 5).contains(&expiry));
+    assert_eq!(who, "aparte");
+    assert_eq!(
+        servers[0].credential,
+        aparte_server::turn::credential(SECRET, &servers[0].username)
+    );
+    assert!(matches!(
+        common::recv(&mut host, Duration::from_secs(5)).await,
+        Some(ServerMsg::Welcome { .. })
+    ));
+    // Someone in the lobby gets no credentials.
+    let mut waiter = common::raw_ws(&server, common::LOOPBACK).await;
+    common::send(&mut waiter, &common::join_json(&room, "")).await;
+    let first = common::recv(&mut waiter, Duration::from_secs(5)).await;
+    assert!(
+        matches!(first, Some(ServerMsg::Waiting { .. })),
+        "{first:?}"
+    );
+    assert!(
+        common::recv(&mut waiter, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
 }
