@@ -71,8 +71,11 @@ impl Sfu {
             .collect();
         p.speaker = speaker;
         p.layout_changed = true;
+        // This receiver's layers change now; what publishers encode is
+        // settled at the next allocation tick, since it looks at every
+        // receiver of the thread and a client may send views as fast as its
+        // message budget allows.
         self.allocate(now, from);
-        self.tell_layers(now);
     }
 
     /// Decides every receiver's layers, then tells publishers what to encode.
