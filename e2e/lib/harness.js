@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,13 +74,48 @@ export const CHROMIUM_ARGS = [
   '--autoplay-policy=no-user-gesture-required',
 ];
 
-/** Launches headless Chromium with fake media devices and no outside traffic. */
-export async function launchBrowser() {
+/** Launches headless Chromium with fake media devices and no outside traffic.
+ * With `voice`, the fake microphone plays a speech-like tone (see `voiceFile`)
+ * instead of Chromium's short beeps, which its noise suppression flattens. */
+export async function launchBrowser({ voice = false } = {}) {
+  const args = voice ? [...CHROMIUM_ARGS, `--use-file-for-fake-audio-capture=${voiceFile()}`] : CHROMIUM_ARGS;
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: CHROMIUM_ARGS,
+    args,
   });
+}
+
+/** A WAV file of "syllables": 300 ms of a 220 Hz tone with harmonics, 150 ms
+ * of silence, for 20 s (Chromium loops it). Written once into e2e/output. */
+export function voiceFile() {
+  const path = joinPath(OUTPUT, 'voice.wav');
+  const rate = 48000;
+  const seconds = 20;
+  const n = rate * seconds;
+  const data = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) {
+    const t = i / rate;
+    const on = t % 0.45 < 0.3;
+    const v = on ? 0.3 * Math.sin(2 * Math.PI * 220 * t) + 0.15 * Math.sin(2 * Math.PI * 440 * t) + 0.08 * Math.sin(2 * Math.PI * 880 * t) : 0;
+    data.writeInt16LE(Math.round(v * 32767), i * 2);
+  }
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVE', 8);
+  header.write('fmt ', 12);
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20);
+  header.writeUInt16LE(1, 22);
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate * 2, 28);
+  header.writeUInt16LE(2, 32);
+  header.writeUInt16LE(16, 34);
+  header.write('data', 36);
+  header.writeUInt32LE(data.length, 40);
+  writeFileSync(path, Buffer.concat([header, data]));
+  return path;
 }
 
 /** A new page in its own context (own devices, own storage), recording every request. */
@@ -203,11 +238,11 @@ export async function expectLayer(page, publisher, peer, wanted, what, timeout =
 
 
 /** Starts a server and a browser before a test file's tests and stops both after. */
-export function serverAndBrowser() {
+export function serverAndBrowser({ voice = false } = {}) {
   const env = { server: null, browser: null };
   before(async () => {
     env.server = await startServer();
-    env.browser = await launchBrowser();
+    env.browser = await launchBrowser({ voice });
   });
   after(async () => {
     await env.browser?.close();

@@ -9,6 +9,7 @@ import { LocalMedia, deviceErrorKey } from './media.js';
 import { PeerSession, canEncryptMedia } from './peer.js';
 import { RoomView } from './room-view.js';
 import { Signaling } from './signaling.js';
+import { SpeakingMeter } from './speaking.js';
 
 const $ = (id) => document.getElementById(id);
 const ROOM_RE = /^[A-Za-z0-9_-]{6,64}$/;
@@ -264,6 +265,10 @@ class Meeting {
 
   #localTrack(source, track) {
     this.session?.setSource(source, track);
+    if (source === 'mic' && this.meter) {
+      if (track) this.meter.watch('local', track);
+      else this.meter.unwatch('local');
+    }
     if (this.me !== null) this.#renderLocal();
   }
 
@@ -301,12 +306,27 @@ class Meeting {
       $('chat-input').value = '';
     };
     this.#securityState();
+    // Who speaks, from the decrypted audio this page plays.
+    this.meter?.close();
+    this.meter = new SpeakingMeter((speaking, active) => {
+      this.view.setSpeaking(speaking);
+      if (active !== this.view.active) this.view.setActiveSpeaker(active);
+    });
+    if (this.local.tracks.mic) this.meter.watch('local', this.local.tracks.mic);
+    $('layout-toggle').onclick = () => {
+      const speaker = this.view.mode !== 'speaker';
+      this.view.setMode(speaker ? 'speaker' : 'grid');
+      $('layout-toggle').setAttribute('aria-pressed', String(speaker));
+    };
     this.worker = new Worker('/js/e2ee-worker.js', { type: 'module' });
     this.worker.onmessage = (ev) => this.#fromWorker(ev.data);
     this.worker.postMessage({ op: 'init', secret: this.secret, graceMs: GRACE_MS });
     this.session = new PeerSession(
       {
-        onTrack: (peer, source, track) => this.view.setPeerTrack(peer, source, track),
+        onTrack: (peer, source, track) => {
+          this.view.setPeerTrack(peer, source, track);
+          if (source === 'mic') this.meter.watch(peer, track);
+        },
         onState: (state) => this.#mediaState(state),
       },
       this.worker,
@@ -541,6 +561,7 @@ class Meeting {
       case 'peer_left':
         announce(t('meeting.leftPeer', { name: this.view.nameOf(msg.peer) }));
         this.view.removePeer(msg.peer);
+        this.meter?.unwatch(msg.peer);
         this.panel.left(msg.peer);
         this.worker.postMessage({ op: 'signal', text: JSON.stringify(msg) });
         break;
@@ -608,10 +629,11 @@ class Meeting {
       this.viewTimer = 0;
       if (this.me === null || !this.signaling) return;
       const tiles = this.view.tileViews();
-      const text = JSON.stringify(tiles);
+      const speaker = typeof this.view.active === 'number' ? this.view.active : undefined;
+      const text = JSON.stringify([tiles, speaker]);
       if (text === this.lastView) return;
       this.lastView = text;
-      this.signaling.send({ type: 'view', tiles });
+      this.signaling.send({ type: 'view', tiles, speaker });
     }, 200);
   }
 
@@ -731,6 +753,8 @@ class Meeting {
     this.signaling?.close();
     this.session?.close();
     this.session = null;
+    this.meter?.close();
+    this.meter = null;
     this.me = null;
     this.view.clear();
     this.panel.reset();
@@ -768,6 +792,10 @@ class Meeting {
       connection: this.session?.pc.connectionState ?? 'closed',
       stats: () => this.session?.inboundStats() ?? Promise.resolve([]),
       pc: () => this.session?.pc ?? null,
+      speaking: () => [...this.view.grid.querySelectorAll('.tile.speaking')].map((t) => t.dataset.peer),
+      activeSpeaker: this.view.active,
+      levels: () => [...(this.meter?.watched ?? [])].map(([id, w]) => [id, w.level]),
+      audioState: this.meter?.context?.state ?? null,
       transport: () => this.session?.transport() ?? Promise.resolve(null),
       e2ee: {
         inGroup: this.inGroup,

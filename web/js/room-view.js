@@ -17,6 +17,12 @@ export class RoomView {
     this.onLayout = onLayout;
     /** peer id (or 'local') → {name, mic, camera, screen} */
     this.people = new Map();
+    /** 'grid', or 'speaker': one large tile and a strip of the others. */
+    this.mode = 'grid';
+    /** The tile the user pinned as the large one ('peer:kind'), if any. */
+    this.pinned = null;
+    /** Whom this page hears as the active speaker. */
+    this.active = null;
     /** Tiles on screen (intersecting the viewport), from the observer. */
     this.onScreen = new WeakSet();
     this.resizes = new ResizeObserver(() => this.onLayout());
@@ -57,6 +63,60 @@ export class RoomView {
   clear() {
     this.grid.replaceChildren();
     this.people.clear();
+    this.pinned = null;
+    this.active = null;
+  }
+
+  /** Marks the tiles of those speaking now (ids, 'local' for this page). */
+  setSpeaking(speaking) {
+    for (const tile of this.grid.querySelectorAll('.tile[data-kind="camera"]')) {
+      const id = tile.dataset.peer === LOCAL ? LOCAL : Number(tile.dataset.peer);
+      tile.classList.toggle('speaking', speaking.has(id));
+    }
+  }
+
+  /** The active speaker changed: in the speaker layout, theirs is the large tile. */
+  setActiveSpeaker(id) {
+    this.active = id;
+    this.#arrange();
+  }
+
+  /** 'grid' or 'speaker'. */
+  setMode(mode) {
+    this.mode = mode;
+    this.#arrange();
+  }
+
+  /** Pins a tile as the large one of the speaker layout, or unpins it. */
+  togglePin(key) {
+    this.pinned = this.pinned === key ? null : key;
+    for (const b of this.grid.querySelectorAll('.tile .pin')) {
+      b.setAttribute('aria-pressed', String(b.closest('.tile').dataset.key === this.pinned));
+    }
+    if (this.pinned && this.mode !== 'speaker') this.mode = 'speaker';
+    this.#arrange();
+  }
+
+  /** The tile shown large in the speaker layout: the pinned one, else a
+   * screen share, else the active speaker's camera, else the first other
+   * participant's. */
+  #mainTile() {
+    const tiles = [...this.grid.querySelectorAll('.tile')];
+    const byKey = (k) => tiles.find((t) => t.dataset.key === k);
+    return (this.pinned && byKey(this.pinned))
+      || tiles.find((t) => t.dataset.kind === 'screen' && t.dataset.peer !== LOCAL)
+      || (this.active !== null && this.active !== LOCAL && byKey(`${this.active}:camera`))
+      || tiles.find((t) => t.dataset.peer !== LOCAL)
+      || tiles[0];
+  }
+
+  #arrange() {
+    const speaker = this.mode === 'speaker';
+    this.grid.classList.toggle('speaker-layout', speaker);
+    const main = speaker ? this.#mainTile() : null;
+    for (const tile of this.grid.querySelectorAll('.tile')) tile.classList.toggle('main', tile === main);
+    if (main && this.grid.firstElementChild !== main) this.grid.prepend(main);
+    this.onLayout();
   }
 
   /** Shows or updates the local tile, and the local screen share if any. */
@@ -152,7 +212,13 @@ export class RoomView {
     avatar.setAttribute('aria-hidden', 'true');
     const label = document.createElement('div');
     label.className = 'label';
-    tile.append(video, avatar, label);
+    tile.dataset.key = `${id}:${kind}`;
+    const pin = document.createElement('button');
+    pin.type = 'button';
+    pin.className = 'pin';
+    pin.setAttribute('aria-pressed', 'false');
+    pin.onclick = () => this.togglePin(tile.dataset.key);
+    tile.append(video, avatar, label, pin);
     this.grid.append(tile);
     this.resizes.observe(tile);
     this.visibility.observe(tile);
@@ -229,6 +295,9 @@ export class RoomView {
       avatar.hidden = showVideo;
       avatar.textContent = initials(name);
       camTile.setAttribute('aria-label', p.outside ? `${label.textContent}: ${t('meeting.outside')}` : label.textContent);
+      const pin = camTile.querySelector('.pin');
+      pin.textContent = t('meeting.pin');
+      pin.setAttribute('aria-label', t('meeting.pinOf', { name }));
     }
     const screenTile = this.#tile(id, 'screen');
     if (screenTile) {
@@ -236,6 +305,9 @@ export class RoomView {
       screenTile.querySelector('.label').textContent = text;
       screenTile.querySelector('.avatar').hidden = true;
       screenTile.setAttribute('aria-label', text);
+      const pin = screenTile.querySelector('.pin');
+      pin.textContent = t('meeting.pin');
+      pin.setAttribute('aria-label', t('meeting.pinOf', { name: text }));
     }
   }
 
@@ -243,7 +315,10 @@ export class RoomView {
     const n = this.grid.children.length;
     const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4;
     this.grid.style.setProperty('--cols', String(cols));
-    this.onLayout();
+    // Past 16 tiles the grid scrolls; tiles out of sight pause their video
+    // (`tileViews`).
+    this.grid.classList.toggle('many', n > 16);
+    this.#arrange();
   }
 }
 
