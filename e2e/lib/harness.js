@@ -41,10 +41,10 @@ export async function startServer({ tap, args: extraArgs = [], host = '127.0.0.1
     const onData = (buf) => {
       const text = buf.toString();
       logs.push(text);
-      const m = text.match(/http:\/\/(?:localhost|[0-9.]+):(\d+)/);
+      const m = text.match(/(https?):\/\/(?:localhost|[0-9.]+):(\d+)/);
       if (m) {
         clearTimeout(timer);
-        ok(`http://${host}:${m[1]}`);
+        ok(`${m[1]}://${host}:${m[2]}`);
       }
     };
     child.stdout.on('data', onData);
