@@ -51,7 +51,7 @@ async fn two_rooms_at_once_and_a_leave() {
     let leaver = a.pop().unwrap();
     let gone = leaver.id();
     let final_report = leaver.leave().await.unwrap();
-    assert!(final_report.all_intact());
+    assert!(final_report.all_intact(), "{:?}", final_report.streams);
     let received_by_leaver: u64 = final_report.streams.iter().map(|s| s.frames).sum();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before: Vec<u64> =
@@ -77,7 +77,8 @@ async fn two_rooms_at_once_and_a_leave() {
     assert!(received_by_leaver > 0);
 
     for bot in a.into_iter().chain(b) {
-        assert!(bot.leave().await.unwrap().all_intact());
+        let report = bot.leave().await.unwrap();
+        assert!(report.all_intact(), "{:?}", report.streams);
     }
     server.stop().await;
 }
@@ -132,7 +133,8 @@ async fn rooms_spread_over_media_threads() {
         }
     }
     for bot in a.into_iter().chain(b) {
-        assert!(bot.leave().await.unwrap().all_intact());
+        let report = bot.leave().await.unwrap();
+        assert!(report.all_intact(), "{:?}", report.streams);
     }
     server.stop().await;
 }

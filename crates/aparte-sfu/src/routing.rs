@@ -179,7 +179,7 @@ impl Sfu {
             if video {
                 // Video starts, and changes layer, at a keyframe's first
                 // packet (see `simulcast.rs`); an audio packet is a whole frame.
-                match track.choice.admit(layer, keyframe) {
+                match track.choice.admit(layer, keyframe, header.marker) {
                     Admit::Drop => continue,
                     Admit::Switch => {
                         track

@@ -229,6 +229,9 @@ pub(crate) struct LayerChoice {
     pub current: Option<Layer>,
     /// The layer the allocator wants; `None` pauses the track.
     pub target: Option<Layer>,
+    /// The last packet forwarded did not end its frame: a switch now would
+    /// leave the receiver a frame without its end.
+    pub mid_frame: bool,
 }
 
 /// What to do with one packet for one receiver.
@@ -248,26 +251,37 @@ impl LayerChoice {
         LayerChoice {
             current: None,
             target,
+            mid_frame: false,
         }
     }
 
-    /// Decides for a packet of `layer`; `keyframe` says whether it is a
-    /// keyframe's first packet. A switch happens only there, so the receiver
-    /// never gets a frame whose references it lacks.
-    pub fn admit(&mut self, layer: Layer, keyframe: bool) -> Admit {
+    /// Decides for a packet of `layer` (`keyframe`: a keyframe's first
+    /// packet; `marker`: the last packet of its frame). A switch happens only
+    /// at a keyframe of the target and between two frames of the current
+    /// layer, so the receiver never gets a frame whose references it lacks,
+    /// nor one cut short.
+    pub fn admit(&mut self, layer: Layer, keyframe: bool, marker: bool) -> Admit {
         let Some(target) = self.target else {
+            if self.mid_frame && self.current == Some(layer) {
+                // Finish the frame under way, then stop.
+                self.mid_frame = !marker;
+                return Admit::Forward;
+            }
             self.current = None;
+            self.mid_frame = false;
             return Admit::Drop;
         };
-        if layer == target && keyframe && self.current != Some(target) {
-            self.current = Some(target);
-            return Admit::Switch;
-        }
-        if self.current == Some(layer) {
-            Admit::Forward
-        } else {
-            Admit::Drop
-        }
+        let decision =
+            if layer == target && keyframe && self.current != Some(target) && !self.mid_frame {
+                self.current = Some(target);
+                Admit::Switch
+            } else if self.current == Some(layer) {
+                Admit::Forward
+            } else {
+                return Admit::Drop;
+            };
+        self.mid_frame = !marker;
+        decision
     }
 
     /// Whether the receiver waits for a keyframe of the target.
@@ -443,27 +457,44 @@ mod tests {
     fn a_switch_waits_for_a_keyframe_of_the_target() {
         let mut c = LayerChoice::new(Some(2));
         // Nothing until the target's keyframe; other layers are not taken.
-        assert_eq!(c.admit(2, false), Admit::Drop);
-        assert_eq!(c.admit(0, true), Admit::Drop);
-        assert_eq!(c.admit(2, true), Admit::Switch);
-        assert_eq!(c.admit(2, false), Admit::Forward);
-        assert_eq!(c.admit(1, false), Admit::Drop);
+        assert_eq!(c.admit(2, false, true), Admit::Drop);
+        assert_eq!(c.admit(0, true, true), Admit::Drop);
+        assert_eq!(c.admit(2, true, true), Admit::Switch);
+        assert_eq!(c.admit(2, false, true), Admit::Forward);
+        assert_eq!(c.admit(1, false, true), Admit::Drop);
         // Down: the current layer keeps flowing until the target's keyframe.
         c.target = Some(0);
         assert!(c.waiting());
-        assert_eq!(c.admit(2, false), Admit::Forward);
-        assert_eq!(c.admit(0, false), Admit::Drop);
-        assert_eq!(c.admit(0, true), Admit::Switch);
-        assert_eq!(c.admit(2, false), Admit::Drop);
-        assert_eq!(c.admit(2, true), Admit::Drop);
+        assert_eq!(c.admit(2, false, true), Admit::Forward);
+        assert_eq!(c.admit(0, false, true), Admit::Drop);
+        assert_eq!(c.admit(0, true, true), Admit::Switch);
+        assert_eq!(c.admit(2, false, true), Admit::Drop);
+        assert_eq!(c.admit(2, true, true), Admit::Drop);
         // A keyframe of the current layer is just forwarded.
-        assert_eq!(c.admit(0, true), Admit::Forward);
+        assert_eq!(c.admit(0, true, true), Admit::Forward);
         // Paused: nothing, and resuming needs a keyframe.
         c.target = None;
-        assert_eq!(c.admit(0, false), Admit::Drop);
+        assert_eq!(c.admit(0, false, true), Admit::Drop);
         c.target = Some(0);
-        assert_eq!(c.admit(0, false), Admit::Drop);
-        assert_eq!(c.admit(0, true), Admit::Switch);
+        assert_eq!(c.admit(0, false, true), Admit::Drop);
+        assert_eq!(c.admit(0, true, true), Admit::Switch);
+    }
+
+    #[test]
+    fn a_switch_waits_for_the_current_frame_to_end() {
+        let mut c = LayerChoice::new(Some(2));
+        assert_eq!(c.admit(2, true, false), Admit::Switch);
+        c.target = Some(0);
+        // The target's keyframe comes while a frame of layer 2 is under way:
+        // no switch; layer 2's frame ends; the next keyframe of 0 switches.
+        assert_eq!(c.admit(0, true, true), Admit::Drop);
+        assert_eq!(c.admit(2, false, true), Admit::Forward);
+        assert_eq!(c.admit(0, true, true), Admit::Switch);
+        // Paused mid-frame: the frame is finished first.
+        assert_eq!(c.admit(0, true, false), Admit::Forward);
+        c.target = None;
+        assert_eq!(c.admit(0, false, true), Admit::Forward);
+        assert_eq!(c.admit(0, false, false), Admit::Drop);
     }
 
     #[test]
