@@ -792,10 +792,8 @@ class Meeting {
       connection: this.session?.pc.connectionState ?? 'closed',
       stats: () => this.session?.inboundStats() ?? Promise.resolve([]),
       pc: () => this.session?.pc ?? null,
-      speaking: () => [...this.view.grid.querySelectorAll('.tile.speaking')].map((t) => t.dataset.peer),
       activeSpeaker: this.view.active,
       levels: () => [...(this.meter?.watched ?? [])].map(([id, w]) => [id, w.level]),
-      audioState: this.meter?.context?.state ?? null,
       transport: () => this.session?.transport() ?? Promise.resolve(null),
       e2ee: {
         inGroup: this.inGroup,

@@ -10,6 +10,16 @@
 
 export const SOURCES = ['mic', 'camera', 'screen', 'screen_audio'];
 
+/** The inbound-rtp counters `inboundStats` reports (0 when a browser lacks one). */
+const INBOUND_COUNTERS = [
+  'packetsReceived', 'bytesReceived', 'framesReceived', 'framesDecoded', 'totalSamplesReceived',
+  'frameWidth', 'frameHeight', 'nackCount', 'retransmittedPacketsReceived', 'freezeCount',
+  'totalFreezesDuration', 'packetsLost',
+];
+
+/** Most TURN servers, and URLs per server, taken from an `ice_servers` message. */
+const MAX_ICE_SERVERS = 4;
+
 /**
  * The camera's simulcast layers, by the rids the server asks for (lowest
  * first): quarter, half and full size. The server forwards one to each
@@ -64,7 +74,13 @@ export class PeerSession {
    * server (`ice_servers`, before the first offer): for networks where media
    * reaches the server neither over UDP nor TCP. */
   useIceServers(servers) {
-    const iceServers = servers.map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
+    // Only TURN URLs, and a few: the server names its organisation's relay
+    // here, nothing else; whatever else the message holds is ignored.
+    const turn = (u) => typeof u === 'string' && /^turns?:/.test(u);
+    const iceServers = (Array.isArray(servers) ? servers : [])
+      .slice(0, MAX_ICE_SERVERS)
+      .map((s) => ({ urls: (Array.isArray(s?.urls) ? s.urls : []).filter(turn).slice(0, MAX_ICE_SERVERS), username: String(s?.username ?? ''), credential: String(s?.credential ?? '') }))
+      .filter((s) => s.urls.length > 0);
     this.pc.setConfiguration({ ...this.pc.getConfiguration(), iceServers });
   }
 
@@ -156,23 +172,9 @@ export class PeerSession {
       if (s.type !== 'inbound-rtp') continue;
       const info = this.remote.get(s.mid);
       if (!info) continue;
-      out.push({
-        peer: info.peer,
-        source: info.source,
-        kind: s.kind,
-        packetsReceived: s.packetsReceived ?? 0,
-        bytesReceived: s.bytesReceived ?? 0,
-        framesReceived: s.framesReceived ?? 0,
-        framesDecoded: s.framesDecoded ?? 0,
-        totalSamplesReceived: s.totalSamplesReceived ?? 0,
-        frameWidth: s.frameWidth ?? 0,
-        frameHeight: s.frameHeight ?? 0,
-        nackCount: s.nackCount ?? 0,
-        retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? 0,
-        freezeCount: s.freezeCount ?? 0,
-        totalFreezesDuration: s.totalFreezesDuration ?? 0,
-        packetsLost: s.packetsLost ?? 0,
-      });
+      const row = { peer: info.peer, source: info.source, kind: s.kind };
+      for (const name of INBOUND_COUNTERS) row[name] = s[name] ?? 0;
+      out.push(row);
     }
     return out;
   }

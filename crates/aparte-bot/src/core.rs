@@ -188,6 +188,20 @@ struct SendLayer {
     time_offset: u64,
 }
 
+impl SendLayer {
+    fn new(rid: Option<Rid>, frame_bytes: usize, size: (u16, u16), time_offset: u64) -> Self {
+        SendLayer {
+            rid,
+            frame_bytes,
+            size,
+            on: true,
+            keyframe_wanted: true,
+            sent: 0,
+            time_offset,
+        }
+    }
+}
+
 /// Sizes and shares of the top layer's rate of a simulcast camera's layers,
 /// lowest first, as a browser sends them (quarter, half and full size).
 const SIMULCAST_LAYERS: [((u16, u16), usize); 3] =
@@ -819,27 +833,14 @@ impl BotCore {
                 _ => Vec::new(),
             };
             let layers = if rids.is_empty() {
-                vec![SendLayer {
-                    rid: None,
-                    frame_bytes: top,
-                    size: SIMULCAST_LAYERS[2].0,
-                    on: true,
-                    keyframe_wanted: true,
-                    sent: 0,
-                    time_offset: 0,
-                }]
+                vec![SendLayer::new(None, top, SIMULCAST_LAYERS[2].0, 0)]
             } else {
                 rids.iter()
                     .zip(SIMULCAST_LAYERS)
                     .enumerate()
-                    .map(|(i, (&rid, (size, share)))| SendLayer {
-                        rid: Some(rid),
-                        frame_bytes: top * share / 100,
-                        size,
-                        on: true,
-                        keyframe_wanted: true,
-                        sent: 0,
-                        time_offset: (i as u64 + 1) * 0x5432_1000,
+                    .map(|(i, (&rid, (size, share)))| {
+                        let offset = (i as u64 + 1) * 0x5432_1000;
+                        SendLayer::new(Some(rid), top * share / 100, size, offset)
                     })
                     .collect()
             };
@@ -863,15 +864,8 @@ impl BotCore {
                 seq: 0,
                 next: now,
                 last_keyframe: None,
-                layers: vec![SendLayer {
-                    rid: None,
-                    frame_bytes: c.audio_frame_bytes,
-                    size: (0, 0),
-                    on: true,
-                    keyframe_wanted: false,
-                    sent: 0,
-                    time_offset: 0,
-                }],
+                // Audio has no keyframes: `keyframe_wanted` is never read.
+                layers: vec![SendLayer::new(None, c.audio_frame_bytes, (0, 0), 0)],
             });
         }
     }

@@ -23,6 +23,9 @@ use crate::udp;
 /// Batches read in one go before the loop looks at anything else.
 const RECV_ROUNDS: usize = 4;
 
+/// How long TCP accepts pause after one fails.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// Datagrams kept waiting for a full socket buffer before they are shed.
 const MAX_QUEUED: usize = 16_384;
 
@@ -235,6 +238,10 @@ async fn run(
     let mut rx = udp::Receiver::default();
     let mut tx = udp::Sender::default();
     let mut tcp_conns = Connections::default();
+    // After a failed accept (out of descriptors, most likely), none is tried
+    // for a moment: the listener would report the same failure at once and
+    // the loop would spin.
+    let mut accept_after: Option<Instant> = None;
     let (tcp_events_tx, mut tcp_events) = mpsc::channel::<TcpEvent>(tcp::IN_FRAMES);
     info!(media = %local, tcp = ?tcp_local, "media loop started");
 
@@ -244,7 +251,9 @@ async fn run(
         let wake = sfu
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let wake = accept_after.map_or(wake, |t| wake.min(t));
         let blocked = tx.pending() > 0;
+        let accepting = tcp.is_some() && accept_after.is_none_or(|t| Instant::now() >= t);
         tokio::select! {
             r = udp.readable() => {
                 if let Err(e) = r {
@@ -284,9 +293,16 @@ async fn run(
                 let Some(cmd) = cmd else { return };
                 handle_cmd(&mut sfu, &mut conns, cmd);
             }
-            accepted = async { tcp.as_ref()?.accept().await.ok() }, if tcp.is_some() => {
-                if let Some((stream, peer)) = accepted {
-                    tcp_conns.accept(stream, peer, tcp_events_tx.clone());
+            accepted = async { tcp.as_ref()?.accept().await.ok() }, if accepting => {
+                match accepted {
+                    Some((stream, peer)) => {
+                        accept_after = None;
+                        tcp_conns.accept(stream, peer, tcp_events_tx.clone());
+                    }
+                    None => {
+                        warn!("media TCP accept failed; pausing accepts for 100 ms");
+                        accept_after = Some(Instant::now() + ACCEPT_PAUSE);
+                    }
                 }
             }
             event = tcp_events.recv() => {

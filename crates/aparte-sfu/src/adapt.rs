@@ -141,7 +141,6 @@ impl Sfu {
         };
         let layout = std::mem::take(&mut p.layout_changed);
         let decided = p.hysteresis.decide(now, &current, &ideal, layout);
-        p.allocated = alloc::need(&wants, &decided) + audio;
         // Probe towards twice what every video at its best would need: str0m
         // pads up to that need (never past its estimate), so an estimate that
         // fell while little was sent (small or hidden tiles) can climb again,

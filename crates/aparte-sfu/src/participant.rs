@@ -53,12 +53,8 @@ pub(crate) struct Participant {
     pub speaker: Option<ParticipantId>,
     /// Its view changed since the last allocation.
     pub layout_changed: bool,
-    /// What its downlink is taken to carry, bits per second: str0m's
-    /// estimate, except drops that came while little was sent (see
-    /// [`Participant::note_estimate`]).
+    /// str0m's latest estimate of its downlink, bits per second.
     pub estimate: Option<u64>,
-    /// The rate its last allocation needs, bits per second.
-    pub allocated: u64,
     /// Until when its receiver reports count as congested (loss seen).
     pub congested_until: Option<Instant>,
     /// The highest estimate of the last [`PEAK_MEMORY`], and when it came.
@@ -164,7 +160,6 @@ impl Participant {
             speaker: None,
             layout_changed: false,
             estimate: None,
-            allocated: 0,
             congested_until: None,
             peak_estimate: None,
             hysteresis: Hysteresis::default(),
@@ -210,15 +205,11 @@ impl Participant {
         true
     }
 
-    /// Takes in a new TWCC estimate of the downlink. A delay-based estimate
-    /// falls to what was acknowledged when it sees one sign of queueing, so
-    /// while a receiver gets much less than its link carries (small or
-    /// hidden tiles) the estimate says little about the link. A drop then
-    /// counts only if the receiver was getting at least half the previous
-    /// estimate, or if the new one is below what it gets (congestion
-    /// either way); otherwise the previous figure stands, and a layer taken
-    /// up on its strength is corrected by the next drop if the link did
-    /// shrink.
+    /// Takes in a new TWCC estimate of the downlink, and keeps the highest
+    /// of the last [`PEAK_MEMORY`]: a delay-based estimate falls to what was
+    /// acknowledged at one sign of queueing, so while a receiver gets little
+    /// (small or hidden tiles) the latest figure says little about its link
+    /// (`adapt.rs` uses the peak unless receiver reports show loss).
     pub fn note_estimate(&mut self, now: Instant, estimate: u64) {
         let stale = self.peak_estimate.is_none_or(|(peak, at)| {
             estimate >= peak || now.saturating_duration_since(at) > PEAK_MEMORY
@@ -226,12 +217,7 @@ impl Participant {
         if stale {
             self.peak_estimate = Some((estimate, now));
         }
-        let keep = self.estimate.is_some_and(|previous| {
-            estimate < previous && self.allocated < previous / 2 && estimate >= self.allocated
-        });
-        if !keep {
-            self.estimate = Some(estimate);
-        }
+        self.estimate = Some(estimate);
     }
 
     /// The outgoing track on `mid`, whatever its state.

@@ -130,6 +130,7 @@ impl Sfu {
         // A stream starts, or changes layer, only at a keyframe that came in
         // order (see `PublishedLayers::packet`).
         let keyframe = in_order && head.is_some_and(|h| h.keyframe);
+        let descriptor = simulcast::descriptor(&pkt.payload, head.as_ref());
         let first_packet = !p.live.contains(&source);
         if first_packet {
             if p.live.len() >= self.config.max_tracks_per_participant {
@@ -194,7 +195,7 @@ impl Sfu {
                     .continuity
                     .rewrite(timestamp, pkt.timestamp, head.as_ref());
                 timestamp = rewritten.timestamp;
-                patch = simulcast::patch(&pkt.payload, &rewritten);
+                patch = simulcast::patch(descriptor.as_ref(), &rewritten);
             }
             let fresh = track.seq.is_fresh();
             let Some(seq) = track.seq.map(ssrc, *pkt.seq_no) else {

@@ -384,13 +384,23 @@ impl Continuity {
     }
 }
 
+/// str0m's view of a packet's descriptor, for [`patch`]: parsed once per
+/// packet, and only when it carries a field a switch may rewrite.
+pub(crate) fn descriptor(payload: &[u8], head: Option<&Vp8Head>) -> Option<Vp8Descriptor> {
+    head.filter(|h| h.picture_id.is_some() || h.tl0.is_some())?;
+    Vp8Descriptor::parse(payload).ok()
+}
+
 /// The descriptor patch that writes `r`'s picture id and TL0PICIDX into
-/// `payload`, if they changed.
-pub(crate) fn patch(payload: &[u8], r: &Rewritten) -> Option<str0m::rtp::Vp8Patch> {
+/// the packet `descriptor` was parsed from, if they changed.
+pub(crate) fn patch(
+    descriptor: Option<&Vp8Descriptor>,
+    r: &Rewritten,
+) -> Option<str0m::rtp::Vp8Patch> {
     if r.picture_id.is_none() && r.tl0.is_none() {
         return None;
     }
-    let mut b = Vp8Descriptor::parse(payload).ok()?.patch();
+    let mut b = descriptor?.patch();
     if let Some(p) = r.picture_id {
         b = b.picture_id(p);
     }
@@ -527,10 +537,14 @@ mod tests {
         assert_eq!(r.tl0, Some(7));
         // The patch writes them into the descriptor without touching the rest.
         let p = packet(true, false, 13, 200, (0, 0));
-        assert!(patch(&p, &r).is_some());
+        let d = descriptor(&p, vp8_head(&p).as_ref());
+        assert!(patch(d.as_ref(), &r).is_some());
+        // A descriptor without picture id or TL0PICIDX is not parsed again.
+        let plain = [0x10, 0x00, 1, 2];
+        assert!(descriptor(&plain, vp8_head(&plain).as_ref()).is_none());
         assert_eq!(
             patch(
-                &p,
+                d.as_ref(),
                 &Rewritten {
                     timestamp: 0,
                     picture_id: None,
