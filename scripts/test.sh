@@ -22,12 +22,17 @@ if [ ! -x "$chromium_bin" ]; then
   echo "error: browser tests need Chromium at $chromium_bin; install it with 'apt-get install chromium' (or set CHROMIUM=/path)." >&2
   exit 1
 fi
+firefox_bin="${FIREFOX:-/usr/bin/firefox-esr}"
+if [ ! -x "$firefox_bin" ]; then
+  echo "error: browser tests need Firefox ESR at $firefox_bin; install it with 'apt-get install firefox-esr' (or set FIREFOX=/path)." >&2
+  exit 1
+fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "error: browser tests need Node.js and npm; install them with 'apt-get install nodejs npm'." >&2
   exit 1
 fi
 cd e2e
-if [ ! -d node_modules/playwright-core ]; then
+if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/puppeteer-core ]; then
   npm ci --no-audit --no-fund
 fi
 npm test

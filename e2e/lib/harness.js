@@ -118,9 +118,10 @@ export function voiceFile() {
   return path;
 }
 
-/** A new page in its own context (own devices, own storage), recording every request. */
-export async function newPage(browser) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+/** A new page in its own context (own devices, own storage), recording every
+ * request; `ignoreHTTPSErrors` for a server with a self-signed certificate. */
+export async function newPage(browser, { ignoreHTTPSErrors = false } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US', ignoreHTTPSErrors });
   const page = await context.newPage();
   page.requests = [];
   page.on('request', (r) => page.requests.push(r.url()));
@@ -236,6 +237,77 @@ export async function expectLayer(page, publisher, peer, wanted, what, timeout =
   assert.fail(`${what}: expected layer ${rid} within ${timeout} ms; layers ${JSON.stringify(widths)}, got ${JSON.stringify(last)}`);
 }
 
+
+/** Remote video tracks decoding on `page`: {peer → framesDecoded}. */
+export async function decodedVideo(page) {
+  const out = {};
+  for (const s of await stats(page)) {
+    if (s.kind === 'video' && s.source === 'camera') out[s.peer] = s.framesDecoded;
+  }
+  return out;
+}
+
+/** Waits until `page` decodes camera video from `n` peers, with frames rising and a real size. */
+export async function expectVideoFrom(page, n, who) {
+  await waitFor(page, (n) => document.querySelectorAll('.tile:not(.local) video').length >= n, 15000, `${who}: ${n} remote tiles`, n);
+  await waitFor(
+    page,
+    async (n) => {
+      const s = await window.aparte.diagnostics().stats();
+      return s.filter((x) => x.kind === 'video' && x.framesDecoded > 10).length >= n;
+    },
+    20000,
+    `${who}: video decoding from ${n} peers`,
+    n,
+  );
+  const first = await decodedVideo(page);
+  await sleep(1000);
+  const second = await decodedVideo(page);
+  for (const peer of Object.keys(first)) assert.ok(second[peer] > first[peer], `${who}: frames from ${peer} keep rising`);
+  // The element reports its size once it has presented a decoded frame.
+  await waitFor(
+    page,
+    (n) => {
+      const vs = [...document.querySelectorAll('.tile:not(.local)[data-kind="camera"] video')];
+      return vs.length === n && vs.every((v) => v.videoWidth > 0);
+    },
+    5000,
+    `${who}: ${n} remote camera videos with a size`,
+    n,
+  );
+}
+
+/** Waits until `page` receives audio samples from `n` peers, rising. */
+export async function expectAudioFrom(page, n, who) {
+  await waitFor(
+    page,
+    async (n) => {
+      const s = await window.aparte.diagnostics().stats();
+      return s.filter((x) => x.kind === 'audio' && x.totalSamplesReceived > 0).length >= n;
+    },
+    15000,
+    `${who}: audio from ${n} peers`,
+    n,
+  );
+  const audio = async () => Object.fromEntries((await stats(page)).filter((s) => s.kind === 'audio').map((s) => [s.peer, s.totalSamplesReceived]));
+  const a = await audio();
+  await sleep(500);
+  const b = await audio();
+  for (const peer of Object.keys(a)) assert.ok(b[peer] > a[peer], `${who}: audio samples from ${peer} keep rising`);
+}
+
+/** Asserts that every request each page made went to the server's own origin
+ * (the signaling WebSocket included: same host and port). */
+export function assertSameOrigin(pages, serverUrl) {
+  const serverHost = new URL(serverUrl).host;
+  for (const page of pages) {
+    assert.ok(page.requests.length > 0, 'requests were recorded');
+    for (const u of page.requests) {
+      const parsed = new URL(u);
+      assert.ok(parsed.host === serverHost || parsed.protocol === 'data:' || parsed.protocol === 'blob:', `third-party request: ${u}`);
+    }
+  }
+}
 
 /** Starts a server and a browser before a test file's tests and stops both after. */
 export function serverAndBrowser({ voice = false } = {}) {

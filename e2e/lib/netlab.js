@@ -6,7 +6,7 @@
 // browser on the host reaches it directly.
 
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join as joinPath, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,11 +74,13 @@ export async function launchBrowserIn(ns, origin) {
   const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
   writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} ${chromiumBin} "$@"\n`);
   chmodSync(wrapper, 0o755);
-  return chromium.launch({
+  const browser = await chromium.launch({
     executablePath: wrapper,
     headless: true,
     args: [...CHROMIUM_ARGS, `--unsafely-treat-insecure-origin-as-secure=${origin}`],
   });
+  browser.on('disconnected', () => rmSync(dir, { recursive: true, force: true }));
+  return browser;
 }
 
 /** Launches headless Chromium on this host, treating `origin` as secure. */

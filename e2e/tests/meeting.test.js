@@ -4,67 +4,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { join as pathJoin } from 'node:path';
-import { OUTPUT, enter, host, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/harness.js';
+import { OUTPUT, assertSameOrigin, enter, expectAudioFrom, expectVideoFrom, host, newPage, serverAndBrowser, sleep, stats, waitFor } from '../lib/harness.js';
 
 const env = serverAndBrowser();
-
-/** Remote video tracks decoding on `page`: {peer → framesDecoded}. */
-async function decodedVideo(page) {
-  const out = {};
-  for (const s of await stats(page)) {
-    if (s.kind === 'video' && s.source === 'camera') out[s.peer] = s.framesDecoded;
-  }
-  return out;
-}
-
-/** Waits until `page` decodes camera video from `n` peers, with frames rising and a real size. */
-async function expectVideoFrom(page, n, who) {
-  await waitFor(page, (n) => document.querySelectorAll('.tile:not(.local) video').length >= n, 15000, `${who}: ${n} remote tiles`, n);
-  await waitFor(
-    page,
-    async (n) => {
-      const s = await window.aparte.diagnostics().stats();
-      return s.filter((x) => x.kind === 'video' && x.framesDecoded > 10).length >= n;
-    },
-    20000,
-    `${who}: video decoding from ${n} peers`,
-    n,
-  );
-  const first = await decodedVideo(page);
-  await sleep(1000);
-  const second = await decodedVideo(page);
-  for (const peer of Object.keys(first)) assert.ok(second[peer] > first[peer], `${who}: frames from ${peer} keep rising`);
-  // The element reports its size once it has presented a decoded frame.
-  await waitFor(
-    page,
-    (n) => {
-      const vs = [...document.querySelectorAll('.tile:not(.local)[data-kind="camera"] video')];
-      return vs.length === n && vs.every((v) => v.videoWidth > 0);
-    },
-    5000,
-    `${who}: ${n} remote camera videos with a size`,
-    n,
-  );
-}
-
-/** Waits until `page` receives audio samples from `n` peers, rising. */
-async function expectAudioFrom(page, n, who) {
-  await waitFor(
-    page,
-    async (n) => {
-      const s = await window.aparte.diagnostics().stats();
-      return s.filter((x) => x.kind === 'audio' && x.totalSamplesReceived > 0).length >= n;
-    },
-    15000,
-    `${who}: audio from ${n} peers`,
-    n,
-  );
-  const audio = async () => Object.fromEntries((await stats(page)).filter((s) => s.kind === 'audio').map((s) => [s.peer, s.totalSamplesReceived]));
-  const a = await audio();
-  await sleep(500);
-  const b = await audio();
-  for (const peer of Object.keys(a)) assert.ok(b[peer] > a[peer], `${who}: audio samples from ${peer} keep rising`);
-}
 
 test('two then three browsers meet, a camera goes off, one leaves', { timeout: 120000 }, async () => {
   const alice = await newPage(env.browser);
@@ -125,12 +67,5 @@ test('two then three browsers meet, a camera goes off, one leaves', { timeout: 1
   assert.ok(await carol.isVisible('#left'));
 
   // Every request any page made went to the server's own origin.
-  // (The signaling WebSocket is ws:// to the same host and port.)
-  const serverHost = new URL(env.server.url).host;
-  for (const page of [alice, bob, carol]) {
-    for (const u of page.requests) {
-      const parsed = new URL(u);
-      assert.ok(parsed.host === serverHost || parsed.protocol === 'data:' || parsed.protocol === 'blob:', `third-party request: ${u}`);
-    }
-  }
+  assertSameOrigin([alice, bob, carol], env.server.url);
 });
