@@ -164,12 +164,15 @@ pub async fn run(args: SuiteArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(s, r)| {
                 format!(
-                    "{} {:.1} µs/pkt = **{}** the relay's, p99 {:.1} ms = **{}** the relay's",
+                    "{} {:.1} µs/pkt = **{}** the relay's, p99 {:.1} ms = **{}** the relay's, \
+                     **{:.0} receivers per core** at {} kbit/s",
                     s.name(),
                     cpu(r),
                     ratio(cpu(r), cpu(&raw)),
                     r.m.p99_ms,
-                    ratio(r.m.p99_ms, raw.m.p99_ms)
+                    ratio(r.m.p99_ms, raw.m.p99_ms),
+                    receivers_per_core(r, half),
+                    args.video_bps / 1000
                 )
             })
             .collect();
@@ -502,6 +505,18 @@ fn diagnose(reports: &[BotReport]) {
 }
 
 /// `a / b` as "2.5×", or "∞" when `b` is zero.
+/// How many receivers of the fan-out's stream one core could serve: a
+/// second of CPU over what one receiver's packets cost (CPU per forwarded
+/// packet times each receiver's packet rate, as measured in `row`).
+fn receivers_per_core(row: &Row, receivers: usize) -> f64 {
+    let us = row.m.user_us + row.m.sys_us;
+    let per_receiver = row.m.packets_per_s / receivers.max(1) as f64;
+    if us <= 0.0 || per_receiver <= 0.0 {
+        return 0.0;
+    }
+    1e6 / (us * per_receiver)
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
         format!("{:.1}×", a / b)

@@ -71,7 +71,7 @@ fn io_err(e: nix::Error) -> io::Error {
 
 /// Reads up to [`BATCH`] datagrams per call into buffers it owns.
 pub struct Receiver {
-    bufs: Box<[[u8; SLOT]]>,
+    bufs: Box<[[u8; SLOT]; BATCH]>,
     headers: MultiHeaders<SockaddrStorage>,
     got: Vec<(usize, SocketAddr)>,
 }
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Receiver {
 impl Default for Receiver {
     fn default() -> Self {
         Receiver {
-            bufs: vec![[0u8; SLOT]; BATCH].into_boxed_slice(),
+            bufs: Box::new([[0u8; SLOT]; BATCH]),
             headers: MultiHeaders::preallocate(BATCH, None),
             got: Vec::with_capacity(BATCH),
         }
@@ -99,8 +99,8 @@ impl Receiver {
     /// blocking. Returns how many were read; [`Receiver::get`] gives them.
     pub fn recv(&mut self, socket: &impl AsFd) -> io::Result<usize> {
         self.got.clear();
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> =
-            self.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+        // On the stack: nothing is allocated per system call.
+        let mut slices = self.bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
         let results = recvmmsg(
             socket.as_fd().as_raw_fd(),
             &mut self.headers,
@@ -227,15 +227,19 @@ impl Sender {
     fn send_gso(&mut self, socket: &impl AsFd, run: usize) -> io::Result<()> {
         let (dest, first) = &self.queue[self.sent];
         let segment = u16::try_from(first.len()).unwrap_or(u16::MAX);
-        let slices: Vec<IoSlice<'_>> = self.queue[self.sent..self.sent + run]
-            .iter()
-            .map(|(_, c)| IoSlice::new(c))
-            .collect();
+        let mut slices = [IoSlice::new(&[]); MAX_SEGMENTS];
+        for (slice, (_, c)) in slices
+            .iter_mut()
+            .zip(&self.queue[self.sent..self.sent + run])
+        {
+            *slice = IoSlice::new(c);
+        }
+        let slices = &slices[..run.min(MAX_SEGMENTS)];
         let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
         let addr = to_nix(*dest);
         nix::sys::socket::sendmsg(
             socket.as_fd().as_raw_fd(),
-            &slices,
+            slices,
             &cmsg,
             MsgFlags::MSG_DONTWAIT,
             Some(&addr),
@@ -264,14 +268,17 @@ impl Sender {
         self.addrs.clear();
         self.addrs
             .extend(batch.iter().map(|(d, _)| Some(to_nix(*d))));
-        let slices: Vec<[IoSlice<'_>; 1]> = batch.iter().map(|(_, c)| [IoSlice::new(c)]).collect();
+        let mut slices = [[IoSlice::new(&[])]; BATCH];
+        for (slice, (_, c)) in slices.iter_mut().zip(batch) {
+            *slice = [IoSlice::new(c)];
+        }
         let headers = self
             .headers
             .get_or_insert_with(|| MultiHeaders::preallocate(BATCH, None));
         let results = sendmmsg(
             socket.as_fd().as_raw_fd(),
             headers,
-            slices.iter(),
+            slices[..batch.len()].iter(),
             &self.addrs,
             [],
             MsgFlags::MSG_DONTWAIT,

@@ -81,7 +81,9 @@ use str0m::media::KeyframeRequestKind;
 pub use str0m::net::Protocol;
 use str0m::net::{DatagramRecv, Receive, TcpType};
 use str0m::rtp::{Extension, ExtensionMap};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
+use str0m::{
+    Candidate, Event, IceConnectionState, Input, Output as RtcOutput, PacerReason, Reason, Rtc,
+};
 use tracing::{debug, info, warn};
 
 use participant::{AnswerError, Participant, TrackKey};
@@ -151,6 +153,12 @@ fn header_extensions() -> ExtensionMap {
 /// shared with the publisher's packet, so a receiver's buffer costs only the
 /// packet headers.
 const RESEND_BUFFER_VIDEO: usize = 400;
+/// How far ahead a pacer turn str0m asks for may be and still be served in
+/// the same drain (it asks for one a microsecond after the last).
+const PACER_TURN: Duration = Duration::from_micros(100);
+/// At most this many pacer turns per drain: a receiver with a long queue
+/// yields to the others and goes on at the next turn of the media loop.
+const MAX_PACER_TURNS: usize = 64;
 /// Oldest packet a resend may answer with.
 const RESEND_AGE: Duration = Duration::from_secs(3);
 /// Share of resent bytes over which queued resends are dropped (str0m's default).
@@ -1007,12 +1015,32 @@ impl Sfu {
     }
 
     fn drain(&mut self, now: Instant, id: ParticipantId) {
+        let mut pacer_turns = 0;
         loop {
             let Some(p) = self.participants.get_mut(&id) else {
                 return;
             };
             let event = match p.rtc.poll_output() {
                 Ok(RtcOutput::Timeout(t)) => {
+                    // str0m's pacer (on with its bandwidth estimator) lets one
+                    // packet out per timeout and asks for the next turn a
+                    // microsecond later, even for unpaced streams. Served
+                    // here, a receiver with several packets queued sends them
+                    // all in this drain rather than one per turn of the media
+                    // loop, each turn walking every participant.
+                    if pacer_turns < MAX_PACER_TURNS
+                        && t <= now + PACER_TURN
+                        && p.rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Immediate)
+                    {
+                        pacer_turns += 1;
+                        if let Err(e) = p.rtc.handle_input(Input::Timeout(t)) {
+                            warn!(participant = %id, %e, "rtc failed");
+                            self.doomed.push((id, Some(ErrorCode::Internal)));
+                            p.next_wake = now;
+                            return;
+                        }
+                        continue;
+                    }
                     p.next_wake = t;
                     return;
                 }

@@ -2,6 +2,7 @@
 //! the state of its SDP negotiation.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use aparte_proto::{ParticipantId, PublishSlots, RemoteTrack, RoomId, ServerMsg, TrackSource};
@@ -20,6 +21,39 @@ pub(crate) const PEAK_MEMORY: std::time::Duration = std::time::Duration::from_se
 /// The key of a published track: whose, and which source.
 pub(crate) type TrackKey = (ParticipantId, TrackSource);
 
+/// A hasher for track keys. Participant ids are random numbers the server
+/// draws, so a multiply-and-rotate mix spreads them well, and no peer can
+/// pick keys that collide; SipHash cost as much as the scan it replaced.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_isize(&mut self, v: isize) {
+        self.write_u64(v as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Positions of the open outgoing tracks, by key.
+type OpenIndex = HashMap<TrackKey, usize, BuildHasherDefault<KeyHasher>>;
+
 pub(crate) struct Participant {
     pub id: ParticipantId,
     pub room: RoomId,
@@ -32,6 +66,10 @@ pub(crate) struct Participant {
     pub over_limit: Vec<TrackSource>,
     /// Tracks of others this participant receives, in creation order.
     pub outgoing: Vec<OutTrack>,
+    /// Where each open track is in `outgoing`: the forwarding path looks one
+    /// up per packet and receiver, and a scan would make a room's packet cost
+    /// grow with the square of its size. Rebuilt when tracks open or go.
+    open_index: OpenIndex,
     /// The offer waiting for this participant's answer.
     pub pending: Option<SdpPendingOffer>,
     /// When the `Rtc` next wants `Input::Timeout`.
@@ -147,6 +185,7 @@ impl Participant {
             live: Vec::new(),
             over_limit: Vec::new(),
             outgoing: Vec::new(),
+            open_index: OpenIndex::default(),
             pending: None,
             next_wake: now,
             connect_deadline: None,
@@ -227,10 +266,18 @@ impl Participant {
 
     /// The track `key` as this participant receives it, if it is open.
     pub fn open_track(&mut self, key: TrackKey) -> Option<&mut OutTrack> {
-        self.outgoing
-            .iter_mut()
-            .find(|t| t.key == key)
-            .filter(|t| t.open_mid().is_some())
+        let &i = self.open_index.get(&key)?;
+        self.outgoing.get_mut(i)
+    }
+
+    /// Rebuilds the index of open tracks after `outgoing` changed.
+    fn reindex(&mut self) {
+        self.open_index.clear();
+        for (i, t) in self.outgoing.iter().enumerate() {
+            if t.open_mid().is_some() {
+                self.open_index.insert(t.key, i);
+            }
+        }
     }
 
     /// Starts receiving `key` (at the next negotiation).
@@ -265,6 +312,7 @@ impl Participant {
                 OutState::ToStop(_) | OutState::Stopping(_) => true,
             }
         });
+        self.reindex();
     }
 
     /// Makes the next offer if something changed and no offer is pending.
@@ -353,6 +401,7 @@ impl Participant {
         }
         self.outgoing
             .retain(|t| !matches!(t.state, OutState::Stopping(_)));
+        self.reindex();
         Ok(())
     }
 

@@ -5,9 +5,11 @@
 
 mod sim;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use aparte_bot::BotConfig;
 use aparte_proto::{ClientMsg, ErrorCode, ServerMsg, TrackSource};
 use sim::{Sim, room};
 
@@ -41,6 +43,45 @@ fn two_participants_see_and_hear_each_other() {
         assert!(video.keyframes >= 1);
     }
     assert_eq!(s.sfu.room_count(), 1);
+}
+
+#[test]
+fn forwarded_packets_leave_as_they_arrive() {
+    // With its bandwidth estimator on, str0m's pacer lets one packet out per
+    // timeout, unpaced streams included. The SFU serves those turns in the
+    // same drain: a frame's packets leave for the receiver in the step they
+    // reach the SFU, not one per turn of the media loop.
+    let mut s = Sim::new();
+    let r = room("as-they-arrive");
+    // 1.5 Mbit/s at 30 fps: frames of several packets.
+    let a = s.join_with(&r, BotConfig::new(1_500_000, s.epoch, sim::link()));
+    let b = s.join(&r);
+    s.run(3 * SECOND);
+    s.trace = Some(Vec::new());
+    s.run(2 * SECOND);
+    let trace = s.trace.take().unwrap();
+    let arrived: HashSet<Instant> = trace
+        .iter()
+        .filter(|t| !t.to_bot && t.bot == a && t.rtp)
+        .map(|t| t.at)
+        .collect();
+    let sent: Vec<_> = trace
+        .iter()
+        .filter(|t| t.to_bot && t.bot == b && t.rtp)
+        .collect();
+    let later = sent.iter().filter(|t| !arrived.contains(&t.at)).count();
+    // 2 s of 30 fps video and 50 audio frames/s.
+    assert!(
+        sent.len() > 400,
+        "{} RTP packets to the receiver",
+        sent.len()
+    );
+    // Padding and probes leave on str0m's own timers.
+    assert!(
+        later * 20 <= sent.len(),
+        "{later} of {} RTP packets to the receiver left after the step their original arrived in",
+        sent.len()
+    );
 }
 
 #[test]

@@ -76,6 +76,33 @@ pub struct Sim {
     pub to_client: Option<ToClient>,
     /// A hostile server's hand on messages from bots.
     pub from_client: Option<FromClient>,
+    /// When set, every datagram the SFU sends or takes in is noted here.
+    pub trace: Option<Vec<Traced>>,
+}
+
+/// One datagram that passed the SFU, as [`Sim::trace`] notes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Traced {
+    pub at: Instant,
+    /// Sent to this bot (else received from it).
+    pub to_bot: bool,
+    pub bot: usize,
+    /// An RTP packet (else RTCP, STUN or DTLS; RFC 5761 and RFC 7983).
+    pub rtp: bool,
+}
+
+impl Traced {
+    fn new(at: Instant, to_bot: bool, bot: usize, contents: &[u8]) -> Self {
+        let rtp = contents.len() >= 12
+            && (128..=191).contains(&contents[0])
+            && !(192..=223).contains(&contents[1]);
+        Traced {
+            at,
+            to_bot,
+            bot,
+            rtp,
+        }
+    }
 }
 
 /// What a hostile server does to a message for participant `to`: the
@@ -150,6 +177,7 @@ impl Sim {
             persisted: Vec::new(),
             to_client: None,
             from_client: None,
+            trace: None,
         }
     }
 
@@ -344,6 +372,11 @@ impl Sim {
 impl Sim {
     /// Puts a datagram on the network: delivered now, or after the delay.
     fn send_datagram(&mut self, leg: Leg, contents: Vec<u8>, by_addr: &HashMap<SocketAddr, usize>) {
+        if let (Some(trace), Leg::Down(to)) = (&mut self.trace, leg) {
+            if let Some(&bot) = by_addr.get(&to) {
+                trace.push(Traced::new(self.now, true, bot, &contents));
+            }
+        }
         if self.delay.is_zero() {
             self.arrive(leg, &contents, by_addr);
         } else {
@@ -368,6 +401,9 @@ impl Sim {
                 let b = &mut self.bots[i];
                 if b.closed.is_none() && b.delivers() {
                     let addr = b.addr;
+                    if let Some(trace) = &mut self.trace {
+                        trace.push(Traced::new(self.now, false, i, contents));
+                    }
                     self.sfu
                         .handle_datagram(self.now, addr, self.server, contents);
                 }
