@@ -153,8 +153,8 @@ fn header_extensions() -> ExtensionMap {
 /// shared with the publisher's packet, so a receiver's buffer costs only the
 /// packet headers.
 const RESEND_BUFFER_VIDEO: usize = 400;
-/// How far ahead a pacer turn str0m asks for may be and still be served in
-/// the same drain (it asks for one a microsecond after the last).
+/// How far ahead a timeout str0m asks for may be and still be served in the
+/// same drain (its pacer asks for one a microsecond after the last).
 const PACER_TURN: Duration = Duration::from_micros(100);
 /// At most this many pacer turns per drain: a receiver with a long queue
 /// yields to the others and goes on at the next turn of the media loop.
@@ -1027,7 +1027,11 @@ impl Sfu {
                     // microsecond later, even for unpaced streams. Served
                     // here, a receiver with several packets queued sends them
                     // all in this drain rather than one per turn of the media
-                    // loop, each turn walking every participant.
+                    // loop, each turn walking every participant. Only the
+                    // pacer's turns: serving every timer due as soon (the
+                    // estimator's are as frequent) cost more than it saved,
+                    // as those are better taken together in the loop's turn
+                    // (bench/RESULTS.md).
                     if pacer_turns < MAX_PACER_TURNS
                         && t <= now + PACER_TURN
                         && p.rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Immediate)

@@ -89,6 +89,8 @@ pub struct Traced {
     pub bot: usize,
     /// An RTP packet (else RTCP, STUN or DTLS; RFC 5761 and RFC 7983).
     pub rtp: bool,
+    /// An RTP packet's payload type (0 for other datagrams).
+    pub pt: u8,
 }
 
 impl Traced {
@@ -101,6 +103,7 @@ impl Traced {
             to_bot,
             bot,
             rtp,
+            pt: if rtp { contents[1] & 0x7f } else { 0 },
         }
     }
 }
