@@ -61,6 +61,9 @@ pub struct BotConfig {
     /// participant, as a hostile client would (tests that the server cuts it
     /// off, rather than trusting it to stop).
     pub stubborn: bool,
+    /// With simulcast, the top layer starts this long after the others, as a
+    /// browser starts its layers while its own estimate grows.
+    pub top_layer_after: Duration,
 }
 
 impl BotConfig {
@@ -84,6 +87,7 @@ impl BotConfig {
             admit_all: false,
             fixed_media_key: None,
             stubborn: false,
+            top_layer_after: Duration::ZERO,
         }
     }
 
@@ -180,6 +184,8 @@ struct SendLayer {
     size: (u16, u16),
     /// Whether it is sent (the server stops layers nobody receives).
     on: bool,
+    /// Nothing is sent on it before this (see [`BotConfig::top_layer_after`]).
+    not_before: Option<Instant>,
     keyframe_wanted: bool,
     /// Frames sent on it.
     sent: u64,
@@ -195,6 +201,7 @@ impl SendLayer {
             frame_bytes,
             size,
             on: true,
+            not_before: None,
             keyframe_wanted: true,
             sent: 0,
             time_offset,
@@ -832,7 +839,7 @@ impl BotCore {
                 Some(Rids::Specific(rids)) => rids.clone(),
                 _ => Vec::new(),
             };
-            let layers = if rids.is_empty() {
+            let mut layers: Vec<SendLayer> = if rids.is_empty() {
                 vec![SendLayer::new(None, top, SIMULCAST_LAYERS[2].0, 0)]
             } else {
                 rids.iter()
@@ -844,6 +851,9 @@ impl BotCore {
                     })
                     .collect()
             };
+            if let Some(top) = layers.last_mut().filter(|l| l.rid.is_some()) {
+                top.not_before = Some(now + c.top_layer_after);
+            }
             self.publishers.push(Publisher {
                 source: TrackSource::Camera,
                 mid,
@@ -890,7 +900,13 @@ impl BotCore {
                 } else {
                     (MediaKind::Audio, str0m::media::Frequency::FORTY_EIGHT_KHZ)
                 };
-                for (index, layer) in p.layers.iter_mut().enumerate().filter(|(_, l)| l.on) {
+                let started = |l: &SendLayer| l.not_before.is_none_or(|t| now >= t);
+                for (index, layer) in p
+                    .layers
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(_, l)| l.on && started(l))
+                {
                     let keyframe = video && (periodic || layer.keyframe_wanted);
                     if keyframe {
                         layer.keyframe_wanted = false;

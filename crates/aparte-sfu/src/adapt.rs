@@ -194,6 +194,14 @@ impl Sfu {
                 };
                 let mut active = used.get(&(p.id, source)).copied().unwrap_or_default();
                 active[0] = true;
+                // A layer never received stays on until it shows up: the
+                // allocator offers only layers it has seen (their rate and
+                // width), so stopping one before it starts would keep it
+                // from ever being chosen. A browser starts its layers as its
+                // own estimate grows.
+                for (layer, on) in (0..).zip(active.iter_mut()) {
+                    *on |= !layers.seen(layer);
+                }
                 let told = p
                     .layers_told
                     .get(&source)

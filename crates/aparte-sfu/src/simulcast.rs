@@ -213,6 +213,11 @@ impl PublishedLayers {
         })
     }
 
+    /// Whether any packet of `layer` ever came.
+    pub fn seen(&self, layer: Layer) -> bool {
+        self.rates[usize::from(layer)].last_packet.is_some()
+    }
+
     /// The rid of `layer` as the publisher sends it.
     pub fn rid(&self, layer: Layer) -> Option<Rid> {
         self.simulcast

@@ -172,3 +172,33 @@ fn audio_is_untouched_by_layers() {
     // 50 audio frames a second, paused video or not.
     assert!(mic(&s) >= before + 95, "{} -> {}", before, mic(&s));
 }
+
+#[test]
+fn a_layer_the_publisher_starts_late_is_not_stopped_before_it_is_seen() {
+    // A browser starts its top layer once its own estimate allows. The SFU
+    // offers receivers only layers it has seen; had it told the publisher to
+    // stop the unseen one (nobody receives it), it would never start, and
+    // nobody could ever be given it.
+    let mut s = Sim::new();
+    s.delay = Duration::from_millis(20);
+    let r = room("room-late-layer");
+    let mut late = aparte_bot::BotConfig::new(300_000, s.epoch, sim::link());
+    late.top_layer_after = 3 * SECOND;
+    let a = s.join_with(&r, late);
+    let mut quiet = aparte_bot::BotConfig::new(0, s.epoch, sim::link());
+    quiet.audio = false;
+    let b = s.join_with(&r, quiet);
+    s.run(SECOND);
+    s.send(b, view(s.id(a), 1280));
+    s.run(2 * SECOND);
+    assert_eq!(s.report(a).camera_layers_sent[2], 0, "not started yet");
+    assert_eq!(camera(&s, b, a).width, 640, "the best seen so far");
+    s.run(3 * SECOND);
+    assert!(
+        s.report(a).camera_layers_sent[2] > 30,
+        "{:?}",
+        s.report(a).camera_layers_sent
+    );
+    assert_eq!(camera(&s, b, a).width, 1280);
+    assert_continuous(&camera(&s, b, a));
+}
