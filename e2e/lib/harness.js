@@ -194,14 +194,17 @@ export async function cameraFrom(page, peer) {
   return (await stats(page)).find((s) => s.kind === 'video' && s.source === 'camera' && s.peer === peer) ?? null;
 }
 
-/** The width the publisher encodes each camera layer at now (rid → px).
- * The browser may encode a layer smaller than asked when its CPU is busy,
- * so a receiver's layer is told by comparing with these, not with fixed sizes. */
+/** The width the publisher encodes each camera layer at now (rid → px; 0
+ * for a layer it does not encode now: stopped by the server, or by the
+ * browser's own estimate of its uplink, when its last width stays in the
+ * stats). The browser may encode a layer smaller than asked when its CPU is
+ * busy, so a receiver's layer is told by comparing with these, not with
+ * fixed sizes. */
 export async function layerWidths(page) {
   return page.evaluate(async () => {
     const out = {};
     for (const s of (await window.aparte.diagnostics().pc().getStats()).values()) {
-      if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) out[s.rid] = s.frameWidth ?? 0;
+      if (s.type === 'outbound-rtp' && s.kind === 'video' && s.rid) out[s.rid] = s.framesPerSecond > 0 ? (s.frameWidth ?? 0) : 0;
     }
     return out;
   });
@@ -227,7 +230,7 @@ export async function expectLayer(page, publisher, peer, wanted, what, timeout =
     if (await onLayer()) {
       const took = Date.now() - start;
       const frames = last.framesDecoded;
-      await sleep(1000);
+      await sleep(2000);
       assert.ok(await onLayer(), `${what}: stays on layer ${rid} (${JSON.stringify(widths)}, got ${last.frameWidth})`);
       assert.ok(last.framesDecoded > frames, `${what}: frames keep coming`);
       return took;
