@@ -1082,7 +1082,7 @@ impl Sfu {
                 Event::MediaEgressStats(stats)
                     if stats.loss.is_some_and(|l| l >= adapt::CONGESTED_LOSS) =>
                 {
-                    p.congested_until = Some(now + adapt::CONGESTION_MEMORY);
+                    p.note_congestion(now, now + adapt::CONGESTION_MEMORY);
                 }
                 Event::KeyframeRequest(req) => {
                     // The receiver lost its reference: a keyframe of the layer

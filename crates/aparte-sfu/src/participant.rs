@@ -259,6 +259,16 @@ impl Participant {
         self.estimate = Some(estimate);
     }
 
+    /// Its receiver reports show loss: the link carries less than it did,
+    /// so the highest estimate seen before no longer says what it carries
+    /// (kept, it would move the receiver up again as soon as the loss
+    /// stopped, while the link is as narrow as before). The peak starts over
+    /// from the estimate of the moment.
+    pub fn note_congestion(&mut self, now: Instant, until: Instant) {
+        self.congested_until = Some(until);
+        self.peak_estimate = self.estimate.map(|e| (e, now));
+    }
+
     /// The outgoing track on `mid`, whatever its state.
     pub fn outgoing_on(&self, mid: Mid) -> Option<&OutTrack> {
         self.outgoing.iter().find(|t| t.mid() == Some(mid))
@@ -429,5 +439,32 @@ impl Participant {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn loss_makes_the_peak_estimate_start_over() {
+        let t0 = Instant::now();
+        let room = RoomId::parse("room-peak").unwrap_or_else(|e| panic!("{e:?}"));
+        let mut p = Participant::new(ParticipantId(1), room, Rtc::builder().build(t0), t0);
+        let s = Duration::from_secs(1);
+        let peak = |p: &Participant| p.peak_estimate.map(|(e, _)| e);
+        p.note_estimate(t0, 6_000_000);
+        p.note_estimate(t0 + s, 300_000);
+        // A drop of the delay-based estimate alone keeps the peak: a busy
+        // machine reads as a queue.
+        assert_eq!(peak(&p), Some(6_000_000));
+        // Loss confirms it: the link carries less now.
+        p.note_congestion(t0 + 2 * s, t0 + 5 * s);
+        assert_eq!(peak(&p), Some(300_000));
+        assert_eq!(p.congested_until, Some(t0 + 5 * s));
+        p.note_estimate(t0 + 3 * s, 250_000);
+        p.note_estimate(t0 + 4 * s, 500_000);
+        assert_eq!(peak(&p), Some(500_000));
     }
 }
