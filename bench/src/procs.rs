@@ -121,7 +121,12 @@ impl Server {
             .args(["--max-connections", "20000"])
             .arg("--data-dir")
             .arg(std::env::temp_dir().join(format!("aparte-bench-{}", std::process::id())))
-            .env("APARTE_LOG", "warn");
+            // Warnings only, unless BENCH_SERVER_LOG asks for more (an
+            // APARTE_LOG filter, e.g. `info,aparte_sfu=warn`).
+            .env(
+                "APARTE_LOG",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         let (proc, line) = Proc::start(cmd, "server")
             .with_context(|| format!("{} (build it with cargo build --release)", bin.display()))?;
         let Some(port) = line
