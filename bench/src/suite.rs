@@ -504,7 +504,6 @@ fn diagnose(reports: &[BotReport]) {
     );
 }
 
-/// `a / b` as "2.5×", or "∞" when `b` is zero.
 /// How many receivers of the fan-out's stream one core could serve: a
 /// second of CPU over what one receiver's packets cost (CPU per forwarded
 /// packet times each receiver's packet rate, as measured in `row`).
@@ -517,6 +516,7 @@ fn receivers_per_core(row: &Row, receivers: usize) -> f64 {
     1e6 / (us * per_receiver)
 }
 
+/// `a / b` as "2.5×", or "∞" when `b` is zero.
 fn ratio(a: f64, b: f64) -> String {
     if b > 0.0 {
         format!("{:.1}×", a / b)

@@ -1020,31 +1020,32 @@ impl Sfu {
             let Some(p) = self.participants.get_mut(&id) else {
                 return;
             };
-            let event = match p.rtc.poll_output() {
-                Ok(RtcOutput::Timeout(t)) => {
-                    // str0m's pacer (on with its bandwidth estimator) lets one
-                    // packet out per timeout and asks for the next turn a
-                    // microsecond later, even for unpaced streams. Served
-                    // here, a receiver with several packets queued sends them
-                    // all in this drain rather than one per turn of the media
-                    // loop, each turn walking every participant. Only the
-                    // pacer's turns: serving every timer due as soon (the
-                    // estimator's are as frequent) cost more than it saved,
-                    // as those are better taken together in the loop's turn
-                    // (bench/RESULTS.md).
-                    if pacer_turns < MAX_PACER_TURNS
-                        && t <= now + PACER_TURN
-                        && p.rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Immediate)
+            // str0m's pacer (on with its bandwidth estimator) lets one packet
+            // out per timeout and asks for the next turn a microsecond later,
+            // even for unpaced streams. Served here, a receiver with several
+            // packets queued sends them all in this drain rather than one per
+            // turn of the media loop, each turn walking every participant.
+            // Only the pacer's turns: serving every timer due as soon (the
+            // estimator's are as frequent) cost more than it saved, as those
+            // are better taken together in the loop's turn (bench/RESULTS.md).
+            let polled = loop {
+                match p.rtc.poll_output() {
+                    Ok(RtcOutput::Timeout(t))
+                        if pacer_turns < MAX_PACER_TURNS
+                            && t <= now + PACER_TURN
+                            && p.rtc.last_timeout_reason()
+                                == Reason::Pacer(PacerReason::Immediate) =>
                     {
                         pacer_turns += 1;
                         if let Err(e) = p.rtc.handle_input(Input::Timeout(t)) {
-                            warn!(participant = %id, %e, "rtc failed");
-                            self.doomed.push((id, Some(ErrorCode::Internal)));
-                            p.next_wake = now;
-                            return;
+                            break Err(e);
                         }
-                        continue;
                     }
+                    other => break other,
+                }
+            };
+            let event = match polled {
+                Ok(RtcOutput::Timeout(t)) => {
                     p.next_wake = t;
                     return;
                 }

@@ -35,6 +35,13 @@ fn view(peer: ParticipantId, width: u16) -> ClientMsg {
     }
 }
 
+/// A bot that publishes nothing.
+fn quiet(s: &Sim) -> aparte_bot::BotConfig {
+    let mut c = aparte_bot::BotConfig::new(0, s.epoch, sim::link());
+    c.audio = false;
+    c
+}
+
 /// A room where `a` publishes and `b`, `c` only receive.
 fn meeting(name: &str) -> (Sim, usize, usize, usize) {
     let mut s = Sim::new();
@@ -42,14 +49,8 @@ fn meeting(name: &str) -> (Sim, usize, usize, usize) {
     s.delay = Duration::from_millis(20);
     let r = room(name);
     let a = s.join(&r);
-    let quiet = || {
-        let mut c = aparte_bot::BotConfig::new(0, s.epoch, sim::link());
-        c.audio = false;
-        c
-    };
-    let (qb, qc) = (quiet(), quiet());
-    let b = s.join_with(&r, qb);
-    let c = s.join_with(&r, qc);
+    let b = s.join_with(&r, quiet(&s));
+    let c = s.join_with(&r, quiet(&s));
     (s, a, b, c)
 }
 
@@ -185,9 +186,7 @@ fn a_layer_the_publisher_starts_late_is_not_stopped_before_it_is_seen() {
     let mut late = aparte_bot::BotConfig::new(300_000, s.epoch, sim::link());
     late.top_layer_after = 3 * SECOND;
     let a = s.join_with(&r, late);
-    let mut quiet = aparte_bot::BotConfig::new(0, s.epoch, sim::link());
-    quiet.audio = false;
-    let b = s.join_with(&r, quiet);
+    let b = s.join_with(&r, quiet(&s));
     s.run(SECOND);
     s.send(b, view(s.id(a), 1280));
     s.run(2 * SECOND);
